@@ -1,0 +1,64 @@
+"""What a person sees in the terminal: live progress of a run and the summary after it."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+from netprobe.events import Event
+from netprobe.results import LineResult
+from netprobe.units import format_rate, format_size, mbit
+
+
+class ProgressSink:
+    """Shows one live status line per direction on stderr (the engine's events, rendered)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._status = self.console.status("connecting…") if self.console.is_terminal else None
+        self._phase = "warm-up"
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "started":
+            self._phase = "warm-up"
+            if self._status is not None:
+                self._status.start()
+        elif event.kind == "warmup_done":
+            self._phase = "measuring"
+        elif event.kind == "sample" and self._status is not None:
+            self._status.update(
+                f"{event.direction:<8} {self._phase:<9} {event.streams:>2} streams "
+                f"{format_rate(event.bytes_per_second or 0):>14}  {format_size(event.total_bytes):>9}"
+            )
+        elif event.kind in ("finished", "error") and self._status is not None:
+            self._status.stop()
+
+
+def print_summary(
+    result: LineResult, plan: dict[str, float], console: Console | None = None
+) -> None:
+    """The end-of-test summary in Mbit/s, with the share of the plan when one is given."""
+    console = console or Console()
+    console.print(f"server    {result.server.url} ({result.server.protocol})")
+    if result.idle_latency_seconds is not None:
+        console.print(f"latency   {result.idle_latency_seconds * 1000:.2f} ms idle")
+    for direction in result.directions():
+        if not direction.ok:
+            console.print(f"{direction.direction:<9} [red]failed[/red]: {direction.error}")
+            continue
+        rate = direction.bytes_per_second or 0.0
+        line = f"{direction.direction:<9} [bold]{mbit(rate):.1f} Mbit/s[/bold]"
+        if direction.direction in plan:
+            line += f"  ({rate / plan[direction.direction]:.1%} of {mbit(plan[direction.direction]):g} Mbit/s plan)"
+        console.print(
+            line + f"  {direction.streams} streams, warm-up {direction.warmup_seconds:.1f} s, "
+            f"window {direction.window_seconds:.1f} s, {format_size(direction.total_bytes)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def error_line(message: str) -> None:
+    """One line on stderr saying what went wrong."""
+    print(f"netprobe: error: {message}", file=sys.stderr)

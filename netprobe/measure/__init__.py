@@ -1,0 +1,1 @@
+"""Measurement: the engine and one module per protocol it speaks."""

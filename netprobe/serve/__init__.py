@@ -1,0 +1,1 @@
+"""The reference test server (`netprobe serve`)."""

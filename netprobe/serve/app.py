@@ -1,0 +1,52 @@
+"""The reference server: one aiohttp application, one module per protocol it answers.
+
+app = build_app(ServerLimits(max_tests=4))
+web.run_app(app, host="0.0.0.0", port=8080)
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from netprobe import __version__
+from netprobe.serve import native
+from netprobe.serve.state import ServerLimits, ServerState
+
+# Each protocol module exposes add_routes(app, state); adding one is a line here.
+PROTOCOLS = {"native": native.add_routes}
+
+
+def build_app(limits: ServerLimits | None = None) -> web.Application:
+    state = ServerState(limits=limits or ServerLimits())
+    app = web.Application(client_max_size=1 << 20)
+    app["protocols"] = list(PROTOCOLS)
+    for add_routes in PROTOCOLS.values():
+        add_routes(app, state)
+
+    async def landing(request: web.Request) -> web.Response:
+        return web.Response(
+            text=f"netprobe server {__version__}\nprotocols: {', '.join(PROTOCOLS)}\n"
+            f"native API under {native.PREFIX}/\n"
+        )
+
+    app.router.add_get("/", landing)
+    return app
+
+
+async def start_server(host: str, port: int, limits: ServerLimits | None = None) -> web.AppRunner:
+    """Start the server on the running loop; returns the runner (call `cleanup()` to stop)."""
+    runner = web.AppRunner(build_app(limits), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the server listens on (useful after binding port 0)."""
+    addresses = runner.addresses
+    return int(addresses[0][1])
+
+
+def serve_forever(host: str, port: int, limits: ServerLimits | None = None) -> None:
+    """Run the server until interrupted (the `netprobe serve` command)."""
+    web.run_app(build_app(limits), host=host, port=port, access_log=None, print=None)

@@ -1,0 +1,86 @@
+"""Sending and receiving payload for every protocol the server speaks, within the limits.
+
+A client that vanishes mid-transfer ends the transfer quietly; a transfer that runs past the
+time cap is cut. Neither ever reaches the event loop as an unhandled error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+
+from netprobe.serve.state import ServerState
+
+_WRITE_CHUNK_BYTES = 1 << 20
+_GONE = (ConnectionError, asyncio.CancelledError, RuntimeError)
+
+
+async def send_payload(
+    request: web.Request,
+    state: ServerState,
+    n_bytes: int,
+    headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """Answer with `n_bytes` of incompressible payload."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        }
+    )
+    response.content_length = n_bytes
+    view = memoryview(state.payload)
+    size = len(view)
+    sent = 0
+    try:
+        await response.prepare(request)
+        async with asyncio.timeout(state.limits.max_request_seconds):
+            while sent < n_bytes:
+                offset = sent % size
+                chunk = min(n_bytes - sent, _WRITE_CHUNK_BYTES, size - offset)
+                await response.write(view[offset : offset + chunk])
+                sent += chunk
+        await response.write_eof()
+    except TimeoutError:
+        _drop(request)
+    except _GONE:
+        _drop(request)
+    return response
+
+
+async def receive_body(
+    request: web.Request,
+    state: ServerState,
+    on_chunk: Callable[[int, float], None] | None = None,
+) -> int:
+    """Read and discard the request body; report each chunk as (total bytes, monotonic time).
+
+    A client that vanishes simply ends the body: what arrived is returned.
+    """
+    received = 0
+    cap = state.limits.max_bytes_per_request
+    try:
+        async with asyncio.timeout(state.limits.max_request_seconds):
+            while True:
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                received += len(chunk)
+                if on_chunk is not None:
+                    on_chunk(received, time.monotonic())
+                if received > cap:
+                    raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=received)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="upload ran past the server's time limit\n") from None
+    except ConnectionError:
+        _drop(request)
+    return received
+
+
+def _drop(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()

@@ -1,0 +1,238 @@
+"""A shaped-link test lab: the test process (the probe) in the root namespace, servers in a
+network namespace of their own, joined by a veth pair shaped with htb in each direction.
+
+    with Lab(down="100Mbit", up="20Mbit") as lab:
+        lab.start_netprobe_server()
+        lab.start_iperf3_server()
+        url = lab.netprobe_url            # http://198.18.K.2:8080
+        lab.iperf3(reverse=True)          # reference download rate, bytes/s
+        lab.reshape(down="20Mbit")
+
+Addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range), one /30 per lab, so labs in
+parallel test processes never collide. Everything is torn down on exit, even after a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from netprobe.units import parse_rate
+
+NETPROBE_PORT = 8080
+IPERF3_PORT = 5201
+
+
+def lab_unavailable() -> str | None:
+    """Why a lab cannot be built here, or None when it can."""
+    if os.geteuid() != 0:
+        return "the lab needs root to create network namespaces (CI runs as root)"
+    for tool in ("ip", "tc", "iperf3"):
+        if shutil.which(tool) is None:
+            return f"the lab needs {tool} (bash probes/dev-setup.sh installs it)"
+    return None
+
+
+def run(*args: str, netns: str | None = None, check: bool = True) -> str:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    done = subprocess.run([*prefix, *args], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _free_subnet() -> int:
+    used = run("ip", "-4", "-o", "addr", "show")
+    candidates = [k for k in range(1, 255) if f"198.18.{k}." not in used]
+    return random.choice(candidates)
+
+
+def wait_for_port(host: str, port: int, timeout_seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class Lab:
+    """Root namespace (client side) ⇄ veth ⇄ server namespace, shaped both ways with htb."""
+
+    def __init__(self, down: str = "100Mbit", up: str | None = None) -> None:
+        tag = f"{os.getpid() % 100000}{random.randint(0, 99)}"
+        self.netns = f"nplab{tag}"
+        self.client_if = f"npc{tag}"
+        self.server_if = f"nps{tag}"
+        self.down = down
+        self.up = up or down
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.client_ip = ""
+        self.server_ip = ""
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> Lab:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _build(self) -> None:
+        run("ip", "netns", "add", self.netns)
+        run("ip", "link", "add", self.client_if, "type", "veth", "peer", "name", self.server_if)
+        run("ip", "link", "set", self.server_if, "netns", self.netns)
+        k = _free_subnet()
+        self.client_ip, self.server_ip = f"198.18.{k}.1", f"198.18.{k}.2"
+        run("ip", "addr", "add", f"{self.client_ip}/30", "dev", self.client_if)
+        run("ip", "link", "set", self.client_if, "up")
+        run("ip", "addr", "add", f"{self.server_ip}/30", "dev", self.server_if, netns=self.netns)
+        run("ip", "link", "set", self.server_if, "up", netns=self.netns)
+        run("ip", "link", "set", "lo", "up", netns=self.netns)
+        self._shape(self.server_if, self.down, self.netns, "add")
+        self._shape(self.client_if, self.up, None, "add")
+
+    def close(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+        self.processes.clear()
+        run("ip", "link", "del", self.client_if, check=False)
+        run("ip", "netns", "del", self.netns, check=False)
+
+    # -- shaping ----------------------------------------------------------------------------
+    @staticmethod
+    def _shape(interface: str, rate: str, netns: str | None, verb: str) -> None:
+        bits = int(parse_rate(rate) * 8)
+        # A burst of about 4 ms at the rate keeps htb exact at high rates without bursting.
+        burst = max(16_000, bits // 8 // 250)
+        if verb == "add":
+            run(
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                interface,
+                "root",
+                "handle",
+                "1:",
+                "htb",
+                "default",
+                "1",
+                netns=netns,
+            )
+        run(
+            "tc",
+            "class",
+            verb,
+            "dev",
+            interface,
+            "parent",
+            "1:",
+            "classid",
+            "1:1",
+            "htb",
+            "rate",
+            f"{bits}bit",
+            "ceil",
+            f"{bits}bit",
+            "burst",
+            str(burst),
+            "cburst",
+            str(burst),
+            netns=netns,
+        )
+
+    def reshape(self, down: str | None = None, up: str | None = None) -> None:
+        """Change the shaped rates while everything runs."""
+        if down:
+            self.down = down
+            self._shape(self.server_if, down, self.netns, "change")
+        if up:
+            self.up = up
+            self._shape(self.client_if, up, None, "change")
+
+    # -- servers ----------------------------------------------------------------------------
+    def spawn(self, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start a process inside the server namespace; it is killed on close."""
+        out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, *args], stdout=out, stderr=subprocess.STDOUT
+        )
+        self.processes.append(process)
+        return process
+
+    def start_netprobe_server(self, port: int = NETPROBE_PORT) -> str:
+        self.spawn(
+            sys.executable, "-m", "netprobe", "serve", "--host", self.server_ip, "--port", str(port)
+        )
+        wait_for_port(self.server_ip, port)
+        return self.url(port)
+
+    def start_iperf3_server(self, port: int = IPERF3_PORT) -> None:
+        self.spawn("iperf3", "-s", "-B", self.server_ip, "-p", str(port))
+        wait_for_port(self.server_ip, port)
+
+    def url(self, port: int = NETPROBE_PORT) -> str:
+        return f"http://{self.server_ip}:{port}"
+
+    @property
+    def netprobe_url(self) -> str:
+        return self.url()
+
+    # -- the reference -------------------------------------------------------------------------
+    def iperf3(
+        self,
+        *,
+        reverse: bool,
+        seconds: int = 6,
+        omit: int = 2,
+        streams: int = 4,
+        port: int = IPERF3_PORT,
+    ) -> dict[str, float]:
+        """iperf3's receiver figure (bytes/s) and client CPU, download when `reverse`."""
+        args = [
+            "iperf3",
+            "-c",
+            self.server_ip,
+            "-p",
+            str(port),
+            "-J",
+            "-t",
+            str(seconds),
+            "-O",
+            str(omit),
+            "-P",
+            str(streams),
+        ]
+        if reverse:
+            args.append("-R")
+        report = json.loads(run(*args))
+        end = report["end"]
+        return {
+            "bytes_per_second": end["sum_received"]["bits_per_second"] / 8,
+            "bytes": float(end["sum_received"]["bytes"]),
+            "cpu_percent": end["cpu_utilization_percent"]["host_total"],
+        }
+
+    def interface_bytes(self) -> int:
+        """Bytes sent plus received on the probe's side of the link (its 'WAN')."""
+        stats = Path("/sys/class/net") / self.client_if / "statistics"
+        return int((stats / "rx_bytes").read_text()) + int((stats / "tx_bytes").read_text())
