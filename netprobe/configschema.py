@@ -1,0 +1,159 @@
+"""Strict typed configuration: YAML mappings into dataclasses, errors that name file and key.
+
+Each section of the configuration is a dataclass owned by the module that uses it (drives,
+push, compliance...); `build()` turns a YAML mapping into one, refusing unknown keys, missing
+required keys and wrong types with a `ConfigError` that names the file, the dotted key and what
+was expected:
+
+    @dataclass
+    class Schedule:
+        mean_interval: Annotated[float, DURATION] = 3600.0
+
+    schedule = build(Schedule, {"mean_interval": "1h"}, file="agent.yml", key="schedule")
+
+Units are declared with `Annotated[..., RATE]` (bytes/s from "100Mbit"), `SIZE` (bytes from
+"1.5GB") and `DURATION` (seconds from "90s", "30m", "1h", "2d").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from netprobe.errors import ConfigError
+from netprobe.units import UnitError, parse_rate, parse_size
+
+T = TypeVar("T")
+
+RATE = "rate"
+SIZE = "size"
+DURATION = "duration"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in "90s", "30m", "1.5h", "2d" or a plain number of seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise UnitError(f"must not be negative: {text!r}")
+        return float(text)
+    match = _DURATION_RE.match(str(text))
+    if not match:
+        raise UnitError(f"not a duration: {text!r} (expected e.g. 90s, 30m, 1h, 2d)")
+    return float(match[1]) * _DURATION_SECONDS[match[2]]
+
+
+_CONVERTERS = {RATE: parse_rate, SIZE: parse_size, DURATION: parse_duration}
+_EXPECTED = {
+    RATE: "a rate such as 100Mbit",
+    SIZE: "a size such as 1.5GB",
+    DURATION: "a duration such as 30m",
+}
+
+
+def build(cls: type[T], data: Any, *, file: str, key: str = "") -> T:
+    """A `cls` dataclass from a YAML value; ConfigError naming file and key when it does not fit."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {_kind(data)}", file=file, key=key or None)
+    hints = get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key (expected one of: {', '.join(sorted(fields))})",
+            file=file,
+            key=_join(key, unknown[0]),
+        )
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name in data:
+            values[name] = _convert(hints[name], data[name], file, _join(key, name))
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError("required key is missing", file=file, key=_join(key, name))
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a __post_init__ check
+        raise ConfigError(str(exc), file=file, key=key or None) from None
+
+
+def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
+    unit = None
+    if get_origin(hint) is typing.Annotated:
+        hint, *extras = get_args(hint)
+        unit = next((e for e in extras if e in _CONVERTERS), None)
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        hint = options[0] if len(options) == 1 else hint
+        origin = get_origin(hint)
+    if unit is not None:
+        try:
+            return _CONVERTERS[unit](value)
+        except (UnitError, TypeError):
+            raise ConfigError(
+                f"expected {_EXPECTED[unit]}, got {value!r}", file=file, key=key
+            ) from None
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, file=file, key=key)  # type: ignore[arg-type]
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"expected a list, got {_kind(value)}", file=file, key=key)
+        (item,) = get_args(hint)
+        return [_convert(item, v, file, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a mapping, got {_kind(value)}", file=file, key=key)
+        _, item = get_args(hint)
+        return {str(k): _convert(item, v, file, _join(key, str(k))) for k, v in value.items()}
+    if origin is typing.Literal:
+        choices = get_args(hint)
+        if value not in choices:
+            raise ConfigError(
+                f"expected one of {', '.join(map(str, choices))}, got {value!r}", file=file, key=key
+            )
+        return value
+    return _scalar(hint, value, file, key)
+
+
+def _scalar(hint: Any, value: Any, file: str, key: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+    elif hint is Any:
+        return value
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    raise ConfigError(
+        f"expected {expected.get(hint, hint)}, got {_kind(value)} {value!r}", file=file, key=key
+    )
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
