@@ -1,0 +1,1 @@
+"""Cloud-drive (网盘) throughput probes: one module per access path, one shape for all."""

@@ -1,0 +1,1 @@
+"""Prometheus remote_write for probes behind NAT, with a durable outbox."""
