@@ -38,19 +38,23 @@ class ProgressSink:
 def print_summary(
     result: LineResult, plan: dict[str, float], console: Console | None = None
 ) -> None:
-    """The end-of-test summary in Mbit/s, with the share of the plan when one is given."""
+    """The summary of what was measured, in Mbit/s, with the share of the plan when given.
+
+    Failed directions are not shown here: the caller reports them as error lines.
+    """
+    measured = [d for d in result.directions() if d.ok]
+    if not measured:
+        return
     console = console or Console()
-    console.print(f"server    {result.server.url} ({result.server.protocol})")
+    console.print(f"server    {result.server.url} ({result.server.protocol})", highlight=False)
     if result.idle_latency_seconds is not None:
         console.print(f"latency   {result.idle_latency_seconds * 1000:.2f} ms idle")
-    for direction in result.directions():
-        if not direction.ok:
-            console.print(f"{direction.direction:<9} [red]failed[/red]: {direction.error}")
-            continue
+    for direction in measured:
         rate = direction.bytes_per_second or 0.0
         line = f"{direction.direction:<9} [bold]{mbit(rate):.1f} Mbit/s[/bold]"
-        if direction.direction in plan:
-            line += f"  ({rate / plan[direction.direction]:.1%} of {mbit(plan[direction.direction]):g} Mbit/s plan)"
+        contracted = plan.get(direction.direction)
+        if contracted:
+            line += f"  ({rate / contracted:.1%} of {mbit(contracted):g} Mbit/s plan)"
         console.print(
             line + f"  {direction.streams} streams, warm-up {direction.warmup_seconds:.1f} s, "
             f"window {direction.window_seconds:.1f} s, {format_size(direction.total_bytes)}",

@@ -14,7 +14,8 @@ _BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _NUMBER = r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*"
 _SIZE_RE = re.compile(_NUMBER + r"(?P<prefix>[kmgt]i?)?(?P<unit>b|bytes?)?$", re.IGNORECASE)
 _RATE_RE = re.compile(
-    _NUMBER + r"(?P<prefix>[kmgt]i?)?(?P<unit>bit|bps|b/s|b|bytes?|byte/s|bytes/s)?(?:/s|ps)?$",
+    _NUMBER + r"(?P<prefix>[kKmMgGtT]i?)?(?P<unit>[bB][iI][tT][sS]?|[bB][yY][tT][eE][sS]?|b|B)?"
+    r"(?:/s|ps)?$"
 )
 
 
@@ -44,12 +45,12 @@ def parse_rate(text: str | int | float) -> float:
     """Bytes per second in a rate such as "200Mbit", "100M" (bits), "12.5MB/s" (bytes)."""
     if isinstance(text, int | float):
         return float(_non_negative(text, text))
-    cleaned = text.strip().replace(" ", "")
-    match = _RATE_RE.match(cleaned) or _RATE_RE.match(cleaned.lower())
+    match = _RATE_RE.match(text.strip().replace(" ", ""))
     if not match:
         raise UnitError(f"not a rate: {text!r} (expected e.g. 200Mbit, 100M, 12.5MB/s)")
     unit = match["unit"] or ""
-    in_bytes = unit.startswith("byte") or unit in {"B", "B/s"}
+    # Capital B or "byte" means bytes; "b", "bit" or a bare prefix means bits.
+    in_bytes = unit == "B" or unit.lower().startswith("byte")
     value = float(match["num"]) * _multiplier(match["prefix"])
     return _non_negative(value if in_bytes else value / 8, text)
 

@@ -29,3 +29,32 @@ def make_lab() -> Iterator[type[Lab]]:
     yield build  # type: ignore[misc]
     for lab in labs:
         lab.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[str]:
+    """`netprobe serve` on loopback in its own process; yields its URL."""
+    import subprocess
+
+    from lab import wait_for_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "netprobe", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()

@@ -305,9 +305,10 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
     window_bytes, window_seconds, warmup_bytes = rmbt_window(series, warmup_end)
     if window_seconds <= 0 or window_bytes <= 0:
         raise MeasurementError("no bytes in the measurement window", reason="empty_window")
-    method = options.method(
-        run.transfer.protocol, len(run.tasks), "receiver" if receiver else "sender"
-    )
+    # A download is counted where it arrives; an upload is the server's report when there is
+    # one, else what the peer's TCP acknowledged (TCP_INFO), else what was written.
+    measured_at = "receiver" if receiver or run.transfer.direction == "download" else "sender"
+    method = options.method(run.transfer.protocol, len(run.tasks), measured_at)
     if stop_reason != "window":
         method.window_rule += f"; stopped by {stop_reason}"
     result = DirectionResult(

@@ -16,7 +16,7 @@ import time
 from aiohttp import web
 
 from netprobe import __version__
-from netprobe.serve.state import ServerState, int_param
+from netprobe.serve.state import PROTOCOL_NAMES, ServerState, int_param
 from netprobe.serve.transfer import receive_body, send_payload
 
 PREFIX = "/netprobe/v1"
@@ -31,7 +31,7 @@ def add_routes(app: web.Application, state: ServerState) -> None:
             {
                 "service": "netprobe",
                 "version": __version__,
-                "protocols": sorted(app.get("protocols", ["native"])),
+                "protocols": sorted(app.get(PROTOCOL_NAMES, ["native"])),
                 "limits": {
                     "max_bytes_per_request": limits.max_bytes_per_request,
                     "max_request_seconds": limits.max_request_seconds,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 PAYLOAD_BYTES = 8 << 20
+PROTOCOL_NAMES = web.AppKey("protocols", list[str])
 
 
 @dataclass
@@ -55,7 +56,7 @@ class ServerState:
         if test_id is not None:
             test = self.tests.get(test_id)
             if test is None:
-                if len(self.tests) >= self.limits.max_tests:
+                if sum(1 for t in self.tests.values() if t.active) >= self.limits.max_tests:
                     raise _busy("too many tests in progress")
                 test = self.tests[test_id] = _Test(origin=now)
             if test.active >= self.limits.max_streams_per_test:

@@ -1,0 +1,116 @@
+"""The engine: RMBT aggregation, warm-up exclusion, stops, and failures kept as failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from netprobe.errors import TransportError
+from netprobe.events import Recorder
+from netprobe.measure.engine import (
+    ByteCounter,
+    EngineOptions,
+    bytes_at,
+    measure_direction,
+    rmbt_window,
+)
+from netprobe.results import StreamSeries
+
+
+def test_bytes_are_interpolated_between_samples():
+    series = StreamSeries(0, t_seconds=[1.0, 2.0, 3.0], bytes=[100, 300, 300])
+    assert bytes_at(series, 1.5) == 200
+    assert bytes_at(series, 0.5) == 50  # grown from 0 at t = 0
+    assert bytes_at(series, 9.0) == 300
+
+
+def test_rmbt_window_stops_at_the_earliest_last_sample():
+    # Stream a runs at 100 B/s until t=4, stream b at 50 B/s until t=3: t* = 3.
+    a = StreamSeries(0, t_seconds=[0.0, 1.0, 2.0, 3.0, 4.0], bytes=[0, 100, 200, 300, 400])
+    b = StreamSeries(1, t_seconds=[0.0, 1.0, 2.0, 3.0], bytes=[0, 50, 100, 150])
+    window_bytes, window_seconds, before = rmbt_window([a, b], start=1.0)
+    assert (window_bytes, window_seconds, before) == (300.0, 2.0, 150.0)  # 150 B/s over [1, 3]
+
+
+class ClockedTransfer:
+    """Moves bytes as a function of time: `rate(t)` bytes/s per stream, no real traffic."""
+
+    protocol = "synthetic"
+
+    def __init__(self, rate, direction="download", fail_after: float | None = None):
+        self.rate = rate
+        self.direction = direction
+        self.fail_after = fail_after
+        self.start = time.monotonic()
+
+    def bytes_until(self, t: float) -> int:
+        step = 0.01
+        return int(sum(self.rate(i * step) * step for i in range(int(t / step))))
+
+    async def stream(self, index, counter: ByteCounter, stop: asyncio.Event):
+        counter.source = lambda: self.bytes_until(time.monotonic() - self.start)
+        counter.bytes = 1 << 62  # the source is the truth here
+        if self.fail_after is not None:
+            await asyncio.sleep(self.fail_after)
+            raise TransportError("connection reset by the server", reason="reset")
+        await stop.wait()
+        return None
+
+
+async def test_slow_start_is_excluded_from_the_figure():
+    # 1 MB/s per stream for the first second (slow start), then 4 MB/s steady.
+    transfer = ClockedTransfer(lambda t: 1e6 if t < 1.0 else 4e6)
+    sink = Recorder()
+    result = await measure_direction(
+        transfer, EngineOptions(streams=2, duration_seconds=1.5, warmup_min_seconds=1.2), sink
+    )
+    assert result.ok
+    assert result.bytes_per_second == pytest.approx(8e6, rel=0.03)
+    assert result.warmup_seconds >= 1.2
+    assert result.warmup_bytes > 0
+    assert result.streams == 2 and len(result.samples) == 2
+    kinds = [e.kind for e in sink.events]
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert kinds.index("warmup_done") < kinds.index("finished")
+
+
+async def test_streams_are_added_while_the_aggregate_still_grows():
+    transfer = ClockedTransfer(lambda t: 1e6)  # each stream adds 1 MB/s: more streams help
+    result = await measure_direction(
+        transfer, EngineOptions(streams_min=2, streams_max=8, duration_seconds=0.5)
+    )
+    assert result.ok and result.streams == 8
+
+
+async def test_a_silent_server_is_a_stall_not_a_zero_rate():
+    transfer = ClockedTransfer(lambda t: 0.0)
+    result = await measure_direction(transfer, EngineOptions(streams=2, stall_seconds=0.5))
+    assert not result.ok
+    assert result.reason == "stalled" and result.bytes_per_second is None
+
+
+async def test_a_reset_stream_fails_the_test_with_its_reason():
+    transfer = ClockedTransfer(lambda t: 1e6, fail_after=0.3)
+    result = await measure_direction(transfer, EngineOptions(streams=2))
+    assert not result.ok
+    assert result.reason == "reset" and "reset" in (result.error or "")
+
+
+async def test_the_byte_budget_bounds_the_test():
+    transfer = ClockedTransfer(lambda t: 5e6)
+    result = await measure_direction(
+        transfer, EngineOptions(streams=2, max_bytes=30_000_000, warmup_min_seconds=1.0)
+    )
+    # 10 MB/s: warm-up ends after 1.5 s (15 MB), the budget stops it at 30 MB, not the window.
+    assert result.ok
+    assert "stopped by budget" in result.method.window_rule
+    assert result.total_bytes <= 32_000_000
+
+
+async def test_a_budget_spent_in_warm_up_is_a_clear_failure():
+    transfer = ClockedTransfer(lambda t: 5e6)
+    result = await measure_direction(transfer, EngineOptions(streams=2, max_bytes=1_000_000))
+    assert not result.ok and result.reason == "budget"
+    assert "--max-bytes" in (result.error or "")
