@@ -1,7 +1,7 @@
 """Servers that misbehave, for the CLI's bad-input tests: `python hostile.py MODE PORT`.
 
-    silent  accepts connections and never answers
-    reset   answers the netprobe hello, then resets the connection mid-download
+silent  accepts connections and never answers
+reset   answers the netprobe hello, then resets the connection mid-download
 """
 
 from __future__ import annotations

@@ -14,14 +14,21 @@ from netprobe.measure.native import NativeBackend
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
-@pytest.mark.parametrize(("down", "up"), [("20Mbit", "20Mbit"), ("100Mbit", "100Mbit"),
-                                          ("500Mbit", "500Mbit"), ("100Mbit", "20Mbit")])
+@pytest.mark.parametrize(
+    ("down", "up"),
+    [("20Mbit", "20Mbit"), ("100Mbit", "100Mbit"), ("500Mbit", "500Mbit"), ("100Mbit", "20Mbit")],
+)
 def test_within_two_percent_of_iperf3(make_lab, down, up):
     lab = make_lab(down=down, up=up)
     lab.start_netprobe_server()
     lab.start_iperf3_server()
-    result = asyncio.run(measure_line(NativeBackend(lab.netprobe_url), ["download", "upload"],
-                                      EngineOptions(duration_seconds=4)))
+    result = asyncio.run(
+        measure_line(
+            NativeBackend(lab.netprobe_url),
+            ["download", "upload"],
+            EngineOptions(duration_seconds=4),
+        )
+    )
     reference = {"download": lab.iperf3(reverse=True), "upload": lab.iperf3(reverse=False)}
     for measured in result.directions():
         assert measured.ok, measured.error

@@ -13,8 +13,11 @@ from netprobe.serve.state import ServerLimits
 
 @pytest.fixture
 async def server():
-    runner = await start_server("127.0.0.1", 0, ServerLimits(max_bytes_per_request=10_000_000,
-                                                            max_tests=2, max_request_seconds=2))
+    runner = await start_server(
+        "127.0.0.1",
+        0,
+        ServerLimits(max_bytes_per_request=10_000_000, max_tests=2, max_request_seconds=2),
+    )
     async with aiohttp.ClientSession(f"http://127.0.0.1:{bound_port(runner)}") as session:
         yield session
     await runner.cleanup()
@@ -61,8 +64,9 @@ async def test_malformed_parameters_get_400(server, path):
 
 
 async def test_too_many_concurrent_tests_get_503(server):
-    opened = [await server.get(f"/netprobe/v1/download?bytes=10000000&test=busy{i}")
-              for i in range(2)]
+    opened = [
+        await server.get(f"/netprobe/v1/download?bytes=10000000&test=busy{i}") for i in range(2)
+    ]
     async with server.get("/netprobe/v1/download?bytes=10&test=third") as response:
         assert response.status == 503
         assert response.headers["Retry-After"]

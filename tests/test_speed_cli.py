@@ -17,8 +17,13 @@ HERE = Path(__file__).parent
 
 
 def speed(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "netprobe", "speed", *args],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "netprobe", "speed", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -27,8 +32,9 @@ def hostile():
 
     def start(mode: str) -> str:
         port = free_port()
-        processes.append(subprocess.Popen([sys.executable, str(HERE / "hostile.py"), mode,
-                                           str(port)]))
+        processes.append(
+            subprocess.Popen([sys.executable, str(HERE / "hostile.py"), mode, str(port)])
+        )
         wait_for_port("127.0.0.1", port)
         return f"http://127.0.0.1:{port}"
 
@@ -53,8 +59,18 @@ def test_json_has_both_directions_with_samples(loopback_server):
 
 
 def test_below_plan_has_its_own_exit_code(loopback_server):
-    done = speed("--server", loopback_server, "--direction", "down", "--duration", "1",
-                 "--max-bytes", "100GB", "--plan", "10000G/1G")
+    done = speed(
+        "--server",
+        loopback_server,
+        "--direction",
+        "down",
+        "--duration",
+        "1",
+        "--max-bytes",
+        "100GB",
+        "--plan",
+        "10000G/1G",
+    )
     assert done.returncode == 3, done.stderr
     assert "% of" in done.stdout
 
@@ -76,9 +92,20 @@ def test_a_server_that_is_not_listening():
 
 def test_a_plain_web_server_is_not_a_netprobe_server(tmp_path):
     port = free_port()
-    web = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
-                            "127.0.0.1", "--directory", str(tmp_path)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port("127.0.0.1", port)
         done = speed("--server", f"http://127.0.0.1:{port}")

@@ -1,0 +1,143 @@
+"""Accuracy and cost on shaped lab links: netprobe vs iperf3 (the reference) vs speedtest-cli
+(the peer), side by side in one run, as ratios.
+
+    sudo python benchmarks/bench_accuracy.py [--profiles 10/2,100/20,300/30,1000/100]
+                                             [--output benchmarks/out/accuracy.md]
+
+For every profile (down/up Mbit/s) a lab is built (tests/lab.py: htb on a veth pair between the
+root namespace and a server namespace running `netprobe serve` and `iperf3 -s`). Each tool runs
+as a whole process, one direction at a time, as a user would run it:
+
+- iperf3 `-P 4 -t 6 -O 2 -J` (receiver figure, 2 s omitted);
+- `netprobe speed --json` with its defaults (adaptive streams, warm-up and stop);
+- speedtest-cli (the real package, its CLI code) against netprobe serve's legacy HTTP routes,
+  with its configuration download answered locally (`python -m netprobe.measure.ookla`).
+
+Columns: each tool's rate, its error against iperf3, the client's CPU seconds (user + system,
+the whole process including interpreter start-up) per GB on the wire, and the bytes on the wire
+(both directions of the probe's interface) per test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from lab import Lab, lab_unavailable
+
+PROFILES = "10/2,100/20,300/30,1000/100"
+
+
+@dataclass
+class Run:
+    tool: str
+    bytes_per_second: float
+    cpu_seconds: float
+    wire_bytes: int
+
+    @property
+    def mbit(self) -> float:
+        return self.bytes_per_second * 8 / 1e6
+
+    @property
+    def cpu_per_gb(self) -> float:
+        return self.cpu_seconds / (self.wire_bytes / 1e9) if self.wire_bytes else float("nan")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(lab: Lab, tool: str, argv: list[str], rate_of) -> Run:
+    cpu, wire = children_cpu(), lab.interface_bytes()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+    cpu, wire = children_cpu() - cpu, lab.interface_bytes() - wire
+    if done.returncode not in (0, 3):
+        raise RuntimeError(f"{tool} failed: {done.stderr.strip()[-300:]}")
+    return Run(tool, rate_of(json.loads(done.stdout)), cpu, wire)
+
+
+def measure(lab: Lab, url: str, direction: str) -> list[Run]:
+    down = direction == "download"
+    iperf3 = ["iperf3", "-c", lab.server_ip, "-J", "-t", "6", "-O", "2", "-P", "4"]
+    netprobe = [
+        sys.executable,
+        "-m",
+        "netprobe",
+        "speed",
+        "--server",
+        url,
+        "--json",
+        "--direction",
+        "down" if down else "up",
+    ]
+    speedtest = [
+        sys.executable,
+        "-m",
+        "netprobe.measure.ookla",
+        url,
+        "--",
+        "--mini",
+        url + "/",
+        "--json",
+        "--no-upload" if down else "--no-download",
+    ]
+    return [
+        timed(
+            lab,
+            "iperf3",
+            iperf3 + (["-R"] if down else []),
+            lambda r: r["end"]["sum_received"]["bits_per_second"] / 8,
+        ),
+        timed(lab, "netprobe", netprobe, lambda r: r[direction]["bytes_per_second"]),
+        timed(lab, "speedtest-cli", speedtest, lambda r: r[direction] / 8),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", default=PROFILES)
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/out/accuracy.md"))
+    args = parser.parse_args()
+    why = lab_unavailable()
+    if why:
+        sys.exit(f"cannot run: {why}")
+    rows = [
+        "| link (Mbit/s) | direction | iperf3 Mbit/s | netprobe Mbit/s (error) "
+        "| speedtest-cli Mbit/s (error) | CPU s/GB iperf3 / netprobe / speedtest-cli "
+        "| MB per test iperf3 / netprobe / speedtest-cli |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for profile in args.profiles.split(","):
+        down, up = profile.split("/")
+        with Lab(f"{down}Mbit", f"{up}Mbit") as lab:
+            url = lab.start_netprobe_server()
+            lab.start_iperf3_server()
+            for direction in ("download", "upload"):
+                iperf3, netprobe, speedtest = measure(lab, url, direction)
+                row = (
+                    f"| {profile} | {direction} | {iperf3.mbit:.1f} "
+                    f"| {netprobe.mbit:.1f} ({netprobe.mbit / iperf3.mbit - 1:+.1%}) "
+                    f"| {speedtest.mbit:.1f} ({speedtest.mbit / iperf3.mbit - 1:+.1%}) "
+                    f"| {iperf3.cpu_per_gb:.2f} / {netprobe.cpu_per_gb:.2f} / "
+                    f"{speedtest.cpu_per_gb:.2f} "
+                    f"| {iperf3.wire_bytes / 1e6:.0f} / {netprobe.wire_bytes / 1e6:.0f} / "
+                    f"{speedtest.wire_bytes / 1e6:.0f} |"
+                )
+                print(row, flush=True)
+                rows.append(row)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(rows) + "\n")
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
