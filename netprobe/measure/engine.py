@@ -34,8 +34,9 @@ _FINISH_TIMEOUT_SECONDS = 10.0
 class ByteCounter:
     """Payload bytes moved by one stream; written by the stream, read by the sampler.
 
-    A sender sets `source` to a function returning the bytes the peer has acknowledged (TCP_INFO),
-    so an upload is sampled as received, not as written into a socket buffer.
+    A stream may set `source` to the kernel's count (TCP_INFO): for an upload, what the peer
+    acknowledged rather than what sits in our socket buffer; for a download, what arrived even
+    if not yet read. `read()` prefers it and falls back to the stream's own count.
     """
 
     __slots__ = ("bytes", "source")
@@ -48,8 +49,8 @@ class ByteCounter:
         self.bytes += n
 
     def read(self) -> int:
-        acknowledged = self.source() if self.source is not None else None
-        return self.bytes if acknowledged is None else min(acknowledged, self.bytes)
+        kernel = self.source() if self.source is not None else None
+        return self.bytes if kernel is None else kernel
 
 
 class Transfer(Protocol):

@@ -118,6 +118,7 @@ class _NativeTransfer:
 
     async def _download(self, conn: Connection, counter: ByteCounter, stop: asyncio.Event) -> None:
         path = f"{PREFIX}/download?bytes={self.backend.max_request_bytes}&test={self.test_id}"
+        counter.source = conn.received_payload
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -141,12 +142,7 @@ class _NativeTransfer:
         """Upload in requests of at most the server's cap; join their receiver series."""
         path = f"{PREFIX}/upload?test={self.test_id}&stream={index}"
         payload = upload_payload()
-
-        def acknowledged() -> int | None:
-            info = conn.tcp_info()
-            return None if info is None else max(0, info[0] - conn.sent_overhead_bytes)
-
-        counter.source = acknowledged
+        counter.source = conn.acknowledged_payload
         request_cap = self.backend.max_request_bytes - len(payload)
         joined = StreamSeries(stream=index)
         while not stop.is_set():
