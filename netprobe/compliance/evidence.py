@@ -1,12 +1,14 @@
 """Evidence integrity: every stored result is chained to the one before it and signed.
 
     key = ProbeKey.load_or_create(Path("/var/lib/netprobe/probe.key"))
-    seal = seal_record(record, prev_hash, key)      # {"seq", "prev_hash", "hash", "signature", ...}
-    verify_chain(records)                           # raises EvidenceError naming the first bad one
+    seal = seal_record(record, seq, prev_hash, key)  # {"seq", "prev_hash", "hash", "signature", ...}
+    verify_chain(records)                            # raises EvidenceError naming the first bad one
 
 `hash` is SHA-256 over the previous hash and the record's canonical JSON (sorted keys, no
 spaces, the `evidence` key left out); `signature` is Ed25519 over that hash, so anyone holding
-the probe's public key can check an export without the private key.
+the probe's public key can check an export without the private key. `seq` lies outside the
+hash, so `verify_chain` checks that it counts up by one along the chain, and it accepts base64
+only in its canonical spelling: no byte of an export can change unnoticed.
 """
 
 from __future__ import annotations
@@ -90,26 +92,47 @@ def seal_record(record: dict[str, Any], seq: int, prev_hash: str, key: ProbeKey)
     }
 
 
-def verify_chain(records: Iterable[dict[str, Any]]) -> int:
+def verify_chain(records: Iterable[dict[str, Any]], public_key: str | None = None) -> int:
     """Check every record's hash, link and signature in order; return how many were checked.
 
-    Raises EvidenceError naming the first record (by seq and id) that fails.
+    All records must be signed by one key: `public_key` (base64) when given, else the first
+    record's. Raises EvidenceError naming the first record (by position, seq and id) that fails.
     """
     prev_hash: str | None = None
+    prev_seq: int | None = None
     count = 0
     for count, record in enumerate(records, start=1):
         evidence = record.get("evidence")
-        name = f"record {count} (id {record.get('id', '?')})"
         if not isinstance(evidence, dict):
-            raise EvidenceError(f"{name} carries no evidence block")
+            raise EvidenceError(
+                f"record {count} (id {record.get('id', '?')}) carries no evidence block"
+            )
+        name = f"record {count} (seq {evidence.get('seq', '?')}, id {record.get('id', '?')})"
+        public_key = public_key or str(evidence.get("public_key"))
+        if evidence.get("public_key") != public_key:
+            raise EvidenceError(f"{name} is signed by a different key than the chain's")
+        seq = evidence.get("seq")
         if prev_hash is not None and evidence.get("prev_hash") != prev_hash:
-            raise EvidenceError(f"{name} does not follow the record before it (chain broken)")
+            gap = f": seq {seq} follows seq {prev_seq}" if seq != (prev_seq or 0) + 1 else ""
+            raise EvidenceError(f"{name} does not follow the record before it (chain broken{gap})")
+        expected_seq = prev_seq + 1 if prev_seq is not None else 1
+        if (prev_seq is not None or evidence.get("prev_hash") == GENESIS) and seq != expected_seq:
+            raise EvidenceError(f"{name} is out of sequence (expected seq {expected_seq})")
         if chain_hash(str(evidence.get("prev_hash")), record) != evidence.get("hash"):
             raise EvidenceError(f"{name} was altered: its hash does not match its content")
         try:
-            public = Ed25519PublicKey.from_public_bytes(base64.b64decode(evidence["public_key"]))
-            public.verify(base64.b64decode(evidence["signature"]), bytes.fromhex(evidence["hash"]))
-        except (InvalidSignature, KeyError, ValueError):
+            public = Ed25519PublicKey.from_public_bytes(_strict_b64(evidence["public_key"]))
+            public.verify(_strict_b64(evidence["signature"]), bytes.fromhex(evidence["hash"]))
+        except (InvalidSignature, KeyError, ValueError, TypeError):
             raise EvidenceError(f"{name} has a signature that does not verify") from None
         prev_hash = evidence["hash"]
+        prev_seq = seq if isinstance(seq, int) else None
     return count
+
+
+def _strict_b64(text: str) -> bytes:
+    """Base64 that must be in its one canonical spelling, so no character can change unnoticed."""
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode() != text:
+        raise ValueError("base64 not in canonical form")
+    return raw

@@ -1,0 +1,89 @@
+"""cn-miit: does the line reach the contracted theoretical rate (MIIT 524, YD/T 2400)?
+
+Per direction, the share of valid tests reaching `reach_share` (X) of the contracted rate,
+over all tests and over peak-hour tests; each share must be at least `required_share`. The
+regulation states no figure for either: both are policy (`compliance.cn_miit`), defaulting to
+the commonly quoted 90 % / 90 %.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from netprobe.compliance.config import ComplianceConfig
+from netprobe.compliance.contract import Contract
+from netprobe.compliance.series import Measurement, reaches, series, share
+from netprobe.compliance.verdict import Criterion, Verdict, verdict
+from netprobe.results import DIRECTIONS
+from netprobe.units import format_rate
+
+POLICY = "cn-miit"
+
+
+def evaluate(
+    records: Iterable[dict[str, Any]], contract: Contract, config: ComplianceConfig
+) -> list[Verdict]:
+    """One verdict per direction."""
+    policy = config.cn_miit
+    records = list(records)
+    verdicts = []
+    for direction in DIRECTIONS:
+        measured = series(records, direction, config.zone())
+        threshold = policy.reach_share * contract.direction(direction).theoretical
+        target = (
+            f"{policy.reach_share:.0%} of {format_rate(contract.direction(direction).theoretical)}"
+        )
+        overall = _reach(
+            "reach_overall",
+            f"at least {policy.required_share:.0%} of valid tests reach {target}",
+            measured.measurements,
+            threshold,
+            policy.required_share,
+            policy.min_tests,
+        )
+        window = policy.peak
+        peak = _reach(
+            "reach_peak",
+            f"at least {policy.required_share:.0%} of valid tests in peak hours "
+            f"{window.start_hour:02d}–{window.end_hour:02d} h reach {target}",
+            measured.within(window),
+            threshold,
+            policy.required_share,
+            1,
+        )
+        verdicts.append(
+            verdict(
+                POLICY,
+                measured,
+                [overall, peak],
+                overall.value,
+                {"threshold_bytes_per_second": threshold, "peak_share": peak.value},
+            )
+        )
+    return verdicts
+
+
+def _reach(
+    name: str,
+    description: str,
+    measurements: list[Measurement],
+    threshold: float,
+    required: float,
+    min_tests: int,
+) -> Criterion:
+    value = share(measurements, threshold)
+    if value is None or len(measurements) < min_tests:
+        return Criterion(
+            name,
+            description,
+            None,
+            value,
+            required,
+            note=f"{len(measurements)} valid tests, {min_tests} needed",
+        )
+    passed = value >= required
+    deciding = [
+        m.record_id for m in measurements if reaches(m.bytes_per_second, threshold) == passed
+    ]
+    return Criterion(name, description, passed, value, required, deciding)

@@ -1,0 +1,2 @@
+"""Compliance reports: one document (`document.py`) written as HTML, JSON or CSV, and checked
+back with `verify.py`."""
