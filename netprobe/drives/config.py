@@ -1,8 +1,163 @@
-"""The `drives:` section of the configuration (one entry per cloud-drive account to probe)."""
+"""The `drives:` section of the configuration (one entry per cloud-drive account to probe).
+
+    drives:
+      - name: baidu-free
+        kind: baidu
+        group: baidu            # a free and a paid account in one group are compared
+        tier: auto              # baidu asks uinfo (vip_type 0 = free)
+        credentials:
+          refresh_token: {file: /etc/netprobe/baidu-free.token}
+          client_id: "..."
+          client_secret: {env: BAIDU_CLIENT_SECRET}
+        download: {path: /netprobe/1GiB.bin}
+        upload: {enabled: true, size: 16MiB, path: /netprobe}
+        budget: 256MiB
+
+Secrets are never written in the file itself: a `Secret` names an environment variable or a
+file, and files that other users can read are refused (like ssh does with private keys).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from netprobe.configschema import DURATION, RATE, SIZE
+from netprobe.errors import ConfigError
+
+DriveKind = Literal["http", "webdav", "s3", "rclone", "baidu"]
+Tier = Literal["free", "paid", "auto"]
+
+# METHOD.md §5 suggested floors.
+CRITICAL_FLOOR_BYTES_PER_SECOND = 128 * 1024
+WARNING_FLOOR_BYTES_PER_SECOND = 1024 * 1024
+WARNING_LINE_SHARE = 0.05
+
+
+@dataclass
+class Secret:
+    """Where a secret lives: an environment variable or a file only its owner can read."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret needs exactly one of env or file")
+
+    def reveal(self) -> str:
+        """The secret's value; ConfigError names the variable or file, never the value."""
+        if self.env is not None:
+            value = os.environ.get(self.env, "")
+            if not value:
+                raise ConfigError(f"environment variable {self.env} is not set or empty")
+            return value
+        path = Path(self.file or "")
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file: {exc.strerror}", file=str(path)) from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"secret file is readable by others (mode {stat.S_IMODE(mode):o}); "
+                f"run: chmod 600 {path}",
+                file=str(path),
+            )
+        value = path.read_text().strip()
+        if not value:
+            raise ConfigError("secret file is empty", file=str(path))
+        return value
+
+    def replace(self, value: str) -> None:
+        """Store a rotated secret (Baidu refresh tokens are single-use) back into its file."""
+        if self.file is None:
+            return
+        path = Path(self.file)
+        temporary = path.with_name(path.name + ".new")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+        temporary.replace(path)
+
+
+@dataclass
+class Credentials:
+    """The account's credentials; which fields apply depends on the drive's kind.
+
+    http/webdav: `username` + `password` (Basic) or `token` (Bearer); s3: `access_key_id` +
+    `secret_access_key` (+ `region`); baidu: `access_token`, or `refresh_token` + `client_id`
+    + `client_secret` (refreshed before each probe); rclone: `config_file` (rclone.conf).
+    """
+
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    access_key_id: str | None = None
+    secret_access_key: Secret | None = None
+    region: str = "us-east-1"
+    access_token: Secret | None = None
+    refresh_token: Secret | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    config_file: str | None = None
+
+    def secrets(self) -> list[Secret]:
+        candidates = (
+            self.password,
+            self.token,
+            self.secret_access_key,
+            self.access_token,
+            self.refresh_token,
+            self.client_secret,
+        )
+        return [s for s in candidates if s is not None]
+
+
+@dataclass
+class DownloadConfig:
+    """What to download: a path or object on the drive (for http, the URL itself)."""
+
+    enabled: bool = True
+    path: str = ""
+
+
+@dataclass
+class UploadConfig:
+    """Upload fresh random bytes into `path` (a directory), then delete them."""
+
+    enabled: bool = False
+    size: Annotated[int, SIZE] = 16 * 1024 * 1024
+    path: str = "/"
+
+
+@dataclass
+class Floors:
+    """Policy floors (METHOD.md §5): below `critical` is unusable, below `warning` is poor.
+
+    Defaults: critical under 128 KiB/s; warning under 1 MiB/s or under 5 % of the line's rate
+    measured just before. Each probe is judged on its own; "critical on 3 probes in a row" is
+    for the alert rule, which sees the floor gauges next to the rates.
+    """
+
+    critical: Annotated[float, RATE] = CRITICAL_FLOOR_BYTES_PER_SECOND
+    warning: Annotated[float, RATE] = WARNING_FLOOR_BYTES_PER_SECOND
+    warning_line_share: float = WARNING_LINE_SHARE
+
+    def severity(self, bytes_per_second: float, line_bytes_per_second: float | None) -> str | None:
+        """ "critical", "warning" or None for one steady rate."""
+        if bytes_per_second < self.critical:
+            return "critical"
+        if bytes_per_second < self.warning:
+            return "warning"
+        if line_bytes_per_second and bytes_per_second < self.warning_line_share * (
+            line_bytes_per_second
+        ):
+            return "warning"
+        return None
 
 
 @dataclass
@@ -10,5 +165,78 @@ class DriveConfig:
     """One drive account to probe."""
 
     name: str
-    kind: str
-    url: str
+    kind: DriveKind
+    url: str = ""
+    tier: Tier = "auto"
+    group: str | None = None
+    credentials: Credentials = field(default_factory=Credentials)
+    headers: dict[str, str] = field(default_factory=dict)
+    connections: int = 1
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
+    budget: Annotated[int, SIZE] = 256 * 1024 * 1024
+    duration: Annotated[float, DURATION] = 10.0
+    burst: Annotated[float, DURATION] = 2.0
+    time_limit: Annotated[float, DURATION] = 120.0
+    connect_timeout: Annotated[float, DURATION] = 15.0
+    floors: Floors = field(default_factory=Floors)
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in ' "\\\n'):
+            raise ValueError(f"drive name {self.name!r} must be non-empty without spaces or quotes")
+        if not 1 <= self.connections <= 16:
+            raise ValueError("connections must be between 1 and 16")
+        if self.kind not in ("rclone", "baidu") and not self.url:
+            raise ValueError(f"a {self.kind} drive needs a url")
+        if self.kind == "rclone" and ":" not in self.url:
+            raise ValueError("an rclone drive's url is a remote such as 'mydrive:'")
+        if self.burst >= self.duration:
+            raise ValueError("burst must be shorter than duration")
+        if self.kind == "http" and self.upload.enabled:
+            raise ValueError("http drives (share links) are download only")
+
+
+def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
+    """A drive from one URL naming the file: `netprobe drive --url URL --kind KIND`.
+
+    webdav: http://host/dav/dir/file.bin; s3: http://host:9000/bucket/key (path-style);
+    rclone: remote:dir/file.bin; http: the file's URL itself. Uploads go next to the file.
+    """
+    if kind not in ("http", "webdav", "s3", "rclone"):
+        raise ConfigError(f"--kind must be http, webdav, s3 or rclone, not {kind!r}")
+    if kind == "http":
+        return DriveConfig(name=name, kind="http", url=url)
+    if kind == "rclone":
+        remote, _, path = url.rpartition(":")
+        if not remote or not path:
+            raise ConfigError(
+                f"--url must be an rclone remote path such as gdrive:dir/file, not {url!r}"
+            )
+        folder = path.rpartition("/")[0]
+        return DriveConfig(
+            name=name,
+            kind="rclone",
+            url=remote + ":",
+            download=DownloadConfig(path=path),
+            upload=UploadConfig(path=folder or "/"),
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--url must be an http(s) URL, not {url!r}")
+    origin = f"{parts.scheme}://{parts.netloc}"
+    path = parts.path
+    if kind == "s3":
+        bucket, _, path = path.lstrip("/").partition("/")
+        if not bucket or not path:
+            raise ConfigError(
+                f"--url must name a bucket and a key: http://host/bucket/key, not {url!r}"
+            )
+        origin += "/" + bucket
+    folder = path.rpartition("/")[0]
+    return DriveConfig(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        url=origin,
+        download=DownloadConfig(path=path),
+        upload=UploadConfig(path=folder or "/"),
+    )
