@@ -31,7 +31,7 @@ def add_routes(app: web.Application, state: ServerState) -> None:
             {
                 "service": "netprobe",
                 "version": __version__,
-                "protocols": sorted(app.get(PROTOCOL_NAMES, ["native"])),
+                "protocols": sorted(app[PROTOCOL_NAMES]),
                 "limits": {
                     "max_bytes_per_request": limits.max_bytes_per_request,
                     "max_request_seconds": limits.max_request_seconds,
