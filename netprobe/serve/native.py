@@ -27,11 +27,12 @@ _TEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 def add_routes(app: web.Application, state: ServerState) -> None:
     async def hello(request: web.Request) -> web.Response:
         limits = state.limits
+        protocols: list[str] = app[PROTOCOL_NAMES]
         return web.json_response(
             {
                 "service": "netprobe",
                 "version": __version__,
-                "protocols": sorted(app[PROTOCOL_NAMES]),
+                "protocols": sorted(protocols),
                 "limits": {
                     "max_bytes_per_request": limits.max_bytes_per_request,
                     "max_request_seconds": limits.max_request_seconds,

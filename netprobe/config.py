@@ -1,0 +1,190 @@
+"""The agent's configuration: one strict YAML file, every section a typed dataclass.
+
+    config = load_config(Path("configs/demo.yml"))     # ConfigError naming file and key if wrong
+    config.contract.download                           # bytes per second
+
+Sections owned by the modules that use them are imported here (schedule, gates, budget,
+store, exporter, drives, push, compliance); the sections describing the probe itself (identity,
+contract, servers, how to measure) live in this module. An unknown key anywhere is an error.
+"""
+
+from __future__ import annotations
+
+import socket
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+
+from netprobe.agent.budget import BudgetConfig
+from netprobe.agent.gates import GatesConfig
+from netprobe.agent.scheduler import PeakHours, ScheduleConfig
+from netprobe.compliance.config import ComplianceConfig
+from netprobe.configschema import DURATION, RATE, SIZE, build
+from netprobe.drives.config import DriveConfig
+from netprobe.errors import ConfigError
+from netprobe.exporter import ExporterConfig
+from netprobe.measure.engine import EngineOptions
+from netprobe.measure.line import BACKENDS
+from netprobe.push.config import PushConfig
+from netprobe.results import Direction
+from netprobe.store import StoreConfig
+
+
+@dataclass
+class ProbeConfig:
+    """Who this probe is and which interface is its WAN (default: the default route's)."""
+
+    id: str = field(default_factory=socket.gethostname)
+    interface: str | None = None
+    timezone: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.timezone is not None:
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"timezone: {self.timezone!r} is not a known time zone (expected e.g. Europe/Berlin)"
+                ) from None
+
+    def zone(self) -> tzinfo | None:
+        """The zone peak hours are read in; None is the system's local time."""
+        return zoneinfo.ZoneInfo(self.timezone) if self.timezone else None
+
+
+@dataclass
+class DirectionRates:
+    """A download/upload pair of contracted rates."""
+
+    download: Annotated[float, RATE]
+    upload: Annotated[float, RATE]
+
+
+@dataclass
+class ContractConfig:
+    """What the operator promised: theoretical (advertised) rates, optional floors, peak hours."""
+
+    download: Annotated[float, RATE]
+    upload: Annotated[float, RATE]
+    operator: str = ""
+    plan: str = ""
+    minimum: DirectionRates | None = None
+    normal: DirectionRates | None = None
+    peak_hours: list[str] = field(default_factory=lambda: ["19:00-23:00"])
+
+    def __post_init__(self) -> None:
+        self.peak()
+
+    def peak(self) -> PeakHours:
+        return PeakHours.parse(self.peak_hours)
+
+    def rates(self) -> dict[str, DirectionRates]:
+        """Contract figures by kind (theoretical, minimum, normal), for gauges and reports."""
+        kinds = {"theoretical": DirectionRates(self.download, self.upload)}
+        if self.minimum is not None:
+            kinds["minimum"] = self.minimum
+        if self.normal is not None:
+            kinds["normal"] = self.normal
+        return kinds
+
+
+@dataclass
+class ServerConfig:
+    """A test server; tests rotate through the list."""
+
+    url: str
+    protocol: str = "native"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.protocol not in BACKENDS:
+            raise ValueError(
+                f"protocol: unknown protocol {self.protocol!r} (known: {', '.join(BACKENDS)})"
+            )
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url: expected an http:// or https:// URL, got {self.url!r}")
+
+
+@dataclass
+class EmbeddedServerConfig:
+    """A `netprobe serve` the agent runs itself on its own loop (the offline demo, a LAN test)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass
+class MeasurementConfig:
+    """How each line test is made."""
+
+    directions: list[Literal["download", "upload"]] = field(
+        default_factory=lambda: ["download", "upload"]
+    )
+    streams: int | None = None
+    duration: Annotated[float | None, DURATION] = None
+    max_bytes: Annotated[int, SIZE] = 3_000_000_000
+    time_limit: Annotated[float, DURATION] = 30.0
+
+    def engine_options(self, max_bytes: int | None = None) -> EngineOptions:
+        return EngineOptions(
+            streams=self.streams,
+            duration_seconds=self.duration,
+            max_bytes=self.max_bytes if max_bytes is None else max_bytes,
+            time_limit_seconds=self.time_limit,
+        )
+
+    def test_directions(self) -> list[Direction]:
+        return list(self.directions)
+
+
+@dataclass
+class AgentConfig:
+    """The whole file."""
+
+    contract: ContractConfig
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    servers: list[ServerConfig] = field(default_factory=list)
+    embedded_server: EmbeddedServerConfig | None = None
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    measurement: MeasurementConfig = field(default_factory=MeasurementConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
+    exporter: ExporterConfig = field(default_factory=ExporterConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    drives: list[DriveConfig] = field(default_factory=list)
+    push: PushConfig | None = None
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+
+    def __post_init__(self) -> None:
+        if not self.servers and self.embedded_server is None:
+            raise ValueError("servers: expected at least one server (or an embedded_server)")
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and check a configuration file; relative paths in it are taken from its folder."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=file) from None
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}{problem}", file=file) from None
+    config = build(AgentConfig, data, file=file)
+    base = path.resolve().parent
+    config.store.path = str(base / config.store.path)
+    if config.store.key_file is not None:
+        config.store.key_file = str(base / config.store.key_file)
+    if config.exporter.web_config is not None:
+        config.exporter.web_config = str(base / config.exporter.web_config)
+    return config

@@ -1,0 +1,253 @@
+"""The agent's HTTP face: `/metrics`, a landing page at `/`, `/-/healthy`, `/-/reload`, and
+the exporter-toolkit web-config file (TLS, bcrypt basic auth).
+
+Metrics come from `MetricSource`s read at scrape time; a scrape never starts a test. Each
+area of netprobe (line tests, drives, compliance, push) owns one source; the agent feeds every
+stored result to every source with `observe()`:
+
+    registry = CollectorRegistry()
+    registry.register(SourcesCollector(lambda: [line_metrics, drive_metrics]))
+    runner = await start_exporter(build_app(registry, reload=agent.reload), "0.0.0.0", 9469)
+
+The web-config file is the one Prometheus exporters share
+(https://prometheus.io/docs/prometheus/latest/configuration/https/), a strict subset of it:
+
+    tls_server_config:
+      cert_file: probe.crt
+      key_file: probe.key
+    basic_auth_users:
+      prometheus: $2y$10$...      # htpasswd -nBC 10 "" | tr -d ':' (bcrypt only)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import html
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from netprobe import __version__
+from netprobe.configschema import build
+from netprobe.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "0.0.0.0:9469"
+
+
+@dataclass
+class ExporterConfig:
+    """The `exporter:` section."""
+
+    listen: str = DEFAULT_LISTEN
+    web_config: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """("host", port) from "HOST:PORT" ("[::1]:9469" for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen: expected HOST:PORT such as 0.0.0.0:9469, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class MetricSource(Protocol):
+    """One area's metrics: fed each stored result, asked for its families at scrape time."""
+
+    def observe(self, record: dict[str, Any]) -> None: ...
+
+    def collect(self) -> Iterable[Metric]: ...
+
+
+class SourcesCollector(Collector):
+    """A prometheus_client Collector over the sources the agent has now (they change on reload)."""
+
+    def __init__(self, sources: Callable[[], Iterable[MetricSource]]) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        for source in self.sources():
+            try:
+                families = list(source.collect())
+            except Exception:
+                # One broken source must not take the line metrics down with it.
+                log.exception("metric source %s failed", type(source).__name__)
+                continue
+            yield from families
+
+
+@dataclass
+class TLSServerConfig:
+    """`tls_server_config:` of the web-config file."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    client_auth_type: Literal["NoClientCert", "RequireAndVerifyClientCert"] = "NoClientCert"
+    min_version: Literal["TLS12", "TLS13"] = "TLS12"
+
+
+@dataclass
+class WebConfig:
+    """The exporter-toolkit web-config file."""
+
+    tls_server_config: TLSServerConfig | None = None
+    basic_auth_users: dict[str, str] = field(default_factory=dict)
+
+
+def load_web_config(path: Path) -> WebConfig:
+    """Read and check a web-config file; file paths in it are taken from its folder."""
+    file = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=file) from None
+    except yaml.YAMLError:
+        raise ConfigError("not valid YAML", file=file) from None
+    config = build(WebConfig, data, file=file)
+    for user, hashed in config.basic_auth_users.items():
+        if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+            raise ConfigError(
+                "expected a bcrypt hash ($2y$...), e.g. from htpasswd -nBC 10",
+                file=file,
+                key=f"basic_auth_users.{user}",
+            )
+    tls = config.tls_server_config
+    if tls is not None:
+        base = path.resolve().parent
+        tls.cert_file, tls.key_file = str(base / tls.cert_file), str(base / tls.key_file)
+        if tls.client_ca_file:
+            tls.client_ca_file = str(base / tls.client_ca_file)
+        try:
+            ssl_context(tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load the certificate: {exc}", file=file, key="tls_server_config"
+            ) from None
+    return config
+
+
+def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if tls.min_version == "TLS13" else ssl.TLSVersion.TLSv1_2
+    )
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_auth_type == "RequireAndVerifyClientCert":
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(tls.client_ca_file)
+    return context
+
+
+class BasicAuth:
+    """Checks Authorization headers against bcrypt hashes.
+
+    bcrypt is slow on purpose (tens of ms, more on a Pi); a password that verified once is
+    remembered by its SHA-256 for the life of this object, as exporter-toolkit does, so a
+    15-second scrape does not cost a bcrypt round each time.
+    """
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+        self._verified: set[tuple[str, bytes]] = set()
+
+    async def allows(self, header: str | None) -> bool:
+        if not self.users:
+            return True
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        hashed = self.users.get(user)
+        if hashed is None:
+            return False
+        token = (user, hashlib.sha256(password.encode()).digest())
+        if token in self._verified:
+            return True
+        import bcrypt
+
+        ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode())
+        if ok:
+            self._verified.add(token)
+        return bool(ok)
+
+
+_LANDING = """<!doctype html>
+<html><head><meta charset="utf-8"><title>netprobe agent</title></head>
+<body><h1>netprobe agent {version}</h1>
+<p>Probe <b>{probe}</b>. Tests run on the agent's own schedule; a scrape only reads results.</p>
+<ul><li><a href="metrics">/metrics</a></li><li><a href="-/healthy">/-/healthy</a></li>
+<li>POST /-/reload reloads the configuration</li></ul></body></html>
+"""
+
+
+def build_app(
+    registry: CollectorRegistry,
+    *,
+    reload: Callable[[], Awaitable[str | None]],
+    probe_id: Callable[[], str] = lambda: "",
+    auth: Callable[[], BasicAuth] = lambda: BasicAuth({}),
+) -> web.Application:
+    """The exporter's routes; `reload()` returns None on success or the error message.
+
+    `auth` is asked per request, so a reload that changes the users takes effect at once.
+    """
+
+    @web.middleware
+    async def basic_auth(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not await auth().allows(request.headers.get("Authorization")):
+            return web.Response(
+                status=401,
+                text="Unauthorized\n",
+                headers={"WWW-Authenticate": 'Basic realm="netprobe"'},
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def landing(request: web.Request) -> web.Response:
+        page = _LANDING.format(version=__version__, probe=html.escape(probe_id()))
+        return web.Response(text=page, content_type="text/html")
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="Healthy\n")
+
+    async def do_reload(request: web.Request) -> web.Response:
+        error = await reload()
+        if error is not None:
+            return web.Response(status=500, text=f"failed to reload config: {error}\n")
+        return web.Response(text="Reloaded\n")
+
+    app = web.Application(middlewares=[basic_auth])
+    app.router.add_get("/", landing)
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_post("/-/reload", do_reload)
+    return app
+
+
+async def start_exporter(
+    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Listen on the running loop; `cleanup()` the runner to stop."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
+    return runner
