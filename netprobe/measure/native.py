@@ -120,21 +120,22 @@ class _NativeTransfer:
         path = f"{PREFIX}/download?bytes={self.backend.max_request_bytes}&test={self.test_id}"
         counter.source = conn.received_payload
         stopped = asyncio.ensure_future(stop.wait())
+        request: asyncio.Future[tuple[int, dict[str, str], bytes]] | None = None
         try:
             while not stop.is_set():
                 request = asyncio.ensure_future(conn.download(path, counter.add))
-                done, _ = await asyncio.wait(
-                    {request, stopped}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if request not in done:
-                    request.cancel()
-                    await asyncio.gather(request, return_exceptions=True)
+                await asyncio.wait({request, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not request.done():
                     return
                 status, _, body = request.result()
                 if status != 200:
                     raise refused("the download", status, body)
         finally:
+            # Stopped or cancelled mid-body: the request dies with the connection, quietly.
             stopped.cancel()
+            if request is not None and not request.done():
+                request.cancel()
+                await asyncio.gather(request, return_exceptions=True)
 
     async def _upload(
         self, conn: Connection, index: int, counter: ByteCounter, stop: asyncio.Event
