@@ -115,6 +115,10 @@ class EmbeddedServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
+    # Pace the server like a line of these rates (all transfers together), so the demo moves
+    # what a real plan would, not gigabytes per test over loopback.
+    download_rate: Annotated[float | None, RATE] = None
+    upload_rate: Annotated[float | None, RATE] = None
 
 
 @dataclass

@@ -48,7 +48,12 @@ def print_summary(
     console = console or Console()
     console.print(f"server    {result.server.url} ({result.server.protocol})", highlight=False)
     if result.idle_latency_seconds is not None:
-        console.print(f"latency   {result.idle_latency_seconds * 1000:.2f} ms idle")
+        loaded = "".join(
+            f", {d.loaded_latency_seconds * 1000:.1f} ms during {d.direction}"
+            for d in result.directions()
+            if d.loaded_latency_seconds is not None
+        )
+        console.print(f"latency   {result.idle_latency_seconds * 1000:.2f} ms idle{loaded}")
     for direction in measured:
         rate = direction.bytes_per_second or 0.0
         line = f"{direction.direction:<9} [bold]{mbit(rate):.1f} Mbit/s[/bold]"

@@ -157,12 +157,19 @@ class LineResult:
         """The first failure reason among the directions, if any failed."""
         return next((d.reason for d in self.directions() if not d.ok), None)
 
+    def latency(self) -> dict[str, Any]:
+        """Idle and loaded round trips as `speed --json` shows them (loaded per direction run)."""
+        loaded = {d.direction: d.loaded_latency_seconds for d in self.directions()}
+        return {"idle_seconds": self.idle_latency_seconds, "loaded_seconds": loaded}
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # `latency` is a view of fields kept elsewhere in the dict; from_dict drops it.
+        return {**dataclasses.asdict(self), "latency": self.latency()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LineResult:
         data = dict(data)
+        data.pop("latency", None)
         data["server"] = Server.from_dict(data["server"])
         data["conditions"] = Conditions.from_dict(data.get("conditions", {}))
         for direction in DIRECTIONS:

@@ -256,10 +256,15 @@ class Agent:
 
     async def start_embedded_server(self) -> web.AppRunner:
         from netprobe.serve.app import bound_port, start_server
+        from netprobe.serve.state import ServerLimits
 
         embedded = self.config.embedded_server
         assert embedded is not None
-        runner = await start_server(embedded.host, embedded.port)
+        limits = ServerLimits(
+            download_rate_bytes_per_second=embedded.download_rate,
+            upload_rate_bytes_per_second=embedded.upload_rate,
+        )
+        runner = await start_server(embedded.host, embedded.port, limits)
         url = f"http://{embedded.host}:{bound_port(runner)}"
         self.embedded = ServerConfig(url, "native", "embedded")
         log.info("embedded test server on %s", url)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import statistics
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from netprobe.errors import MeasurementError
 from netprobe.events import Sink
+from netprobe.measure.cloudflare import CloudflareBackend
 from netprobe.measure.engine import EngineOptions
+from netprobe.measure.iperf3 import Iperf3Backend
+from netprobe.measure.latency import sample_while
+from netprobe.measure.librespeed import LibreSpeedBackend
 from netprobe.measure.native import NativeBackend
+from netprobe.measure.ndt7 import Ndt7Backend
+from netprobe.measure.ookla import OoklaBackend
 from netprobe.results import Direction, DirectionResult, LineResult, Server
 
 
@@ -27,7 +35,17 @@ class Backend(Protocol):
 
 
 # protocol name -> factory(url); adding a protocol is one module and one line here.
-BACKENDS: dict[str, Callable[[str], Backend]] = {"native": NativeBackend}
+BACKENDS: dict[str, Callable[[str], Backend]] = {
+    "native": NativeBackend,
+    "ookla": OoklaBackend,
+    "librespeed": LibreSpeedBackend,
+    "cloudflare": CloudflareBackend,
+    "iperf3": Iperf3Backend,
+    "ndt7": Ndt7Backend,
+}
+# Idle latency is the median of a few pings; loaded latency the median of those taken while a
+# direction runs (the queue a download or upload builds up is what users feel).
+IDLE_PINGS = 5
 
 
 def backend_for(protocol: str, url: str) -> Backend:
@@ -59,12 +77,35 @@ async def measure_line(
         result.outcome = "failed"
         return result
     result = LineResult(server=server)
-    try:
-        result.idle_latency_seconds = await backend.ping()
-    except MeasurementError:
-        result.idle_latency_seconds = None
+    result.idle_latency_seconds = await _idle_latency(backend)
     for direction in directions:
-        setattr(result, direction, await backend.measure(direction, options, sink))
+        setattr(result, direction, await _measure_loaded(backend, direction, options, sink))
     if result.failed_reason() is not None:
         result.outcome = "failed"
     return result
+
+
+async def _idle_latency(backend: Backend) -> float | None:
+    rtts: list[float] = []
+    for _ in range(IDLE_PINGS):
+        try:
+            rtts.append(await backend.ping())
+        except MeasurementError:
+            break
+    return statistics.median(rtts) if rtts else None
+
+
+async def _measure_loaded(
+    backend: Backend, direction: Direction, options: EngineOptions, sink: Sink | None
+) -> DirectionResult:
+    """Measure one direction while pinging the server: the result carries the loaded latency."""
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_while(backend.ping, stop))
+    try:
+        measured = await backend.measure(direction, options, sink)
+    finally:
+        stop.set()
+        loaded = await sampler
+    if measured.ok and loaded:
+        measured.loaded_latency_seconds = statistics.median(loaded)
+    return measured

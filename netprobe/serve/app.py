@@ -9,17 +9,23 @@ from __future__ import annotations
 from aiohttp import web
 
 from netprobe import __version__
-from netprobe.serve import native
-from netprobe.serve.state import ServerLimits, ServerState
+from netprobe.serve import cloudflare, librespeed, native, ndt7, speedtest
+from netprobe.serve.state import PROTOCOL_NAMES, ServerLimits, ServerState
 
 # Each protocol module exposes add_routes(app, state); adding one is a line here.
-PROTOCOLS = {"native": native.add_routes}
+PROTOCOLS = {
+    "native": native.add_routes,
+    "speedtest": speedtest.add_routes,
+    "librespeed": librespeed.add_routes,
+    "cloudflare": cloudflare.add_routes,
+    "ndt7": ndt7.add_routes,
+}
 
 
 def build_app(limits: ServerLimits | None = None) -> web.Application:
     state = ServerState(limits=limits or ServerLimits())
     app = web.Application(client_max_size=1 << 20)
-    app["protocols"] = list(PROTOCOLS)
+    app[PROTOCOL_NAMES] = list(PROTOCOLS)
     for add_routes in PROTOCOLS.values():
         add_routes(app, state)
 
@@ -27,6 +33,8 @@ def build_app(limits: ServerLimits | None = None) -> web.Application:
         return web.Response(
             text=f"netprobe server {__version__}\nprotocols: {', '.join(PROTOCOLS)}\n"
             f"native API under {native.PREFIX}/\n"
+            # speedtest-cli --mini reads the upload extension from the page it is pointed at.
+            f'speedtest mini under {speedtest.PREFIX}/ upload_extension: "php"\n'
         )
 
     app.router.add_get("/", landing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -23,6 +24,27 @@ class ServerLimits:
     max_tests: int = 8
     max_streams_per_test: int = 32
     max_transfers: int = 128
+    download_rate_bytes_per_second: float | None = None
+    upload_rate_bytes_per_second: float | None = None
+
+
+class Pacer:
+    """Holds every transfer of one direction, together, to a rate: the server acts as a line.
+
+    Used by the offline demo and by operators who want a reference server that behaves like a
+    given plan. Each chunk waits until the chunks before it would have crossed a line of that
+    rate, so the pace is exact on average while the chunks stay small.
+    """
+
+    def __init__(self, bytes_per_second: float) -> None:
+        self.bytes_per_second = bytes_per_second
+        self._free_at = 0.0
+
+    async def take(self, n_bytes: int) -> None:
+        now = time.monotonic()
+        self._free_at = max(self._free_at, now) + n_bytes / self.bytes_per_second
+        if self._free_at - now > 0.001:
+            await asyncio.sleep(self._free_at - now)
 
 
 @dataclass
@@ -40,6 +62,14 @@ class ServerState:
     payload: bytes = field(default_factory=lambda: os.urandom(PAYLOAD_BYTES))
     tests: dict[str, _Test] = field(default_factory=dict)
     transfers: int = 0
+    download_pacer: Pacer | None = None
+    upload_pacer: Pacer | None = None
+
+    def __post_init__(self) -> None:
+        if self.limits.download_rate_bytes_per_second:
+            self.download_pacer = Pacer(self.limits.download_rate_bytes_per_second)
+        if self.limits.upload_rate_bytes_per_second:
+            self.upload_pacer = Pacer(self.limits.upload_rate_bytes_per_second)
 
     def origin(self, test_id: str) -> float:
         """Monotonic time the test's first stream reached the server: its receiver timeline."""

@@ -15,6 +15,7 @@ from aiohttp import web
 from netprobe.serve.state import ServerState
 
 _WRITE_CHUNK_BYTES = 1 << 20
+_PACED_CHUNK_BYTES = 64 * 1024
 _GONE = (ConnectionError, asyncio.CancelledError, RuntimeError)
 
 
@@ -35,13 +36,17 @@ async def send_payload(
     response.content_length = n_bytes
     view = memoryview(state.payload)
     size = len(view)
+    pacer = state.download_pacer
+    write_chunk = _PACED_CHUNK_BYTES if pacer else _WRITE_CHUNK_BYTES
     sent = 0
     try:
         await response.prepare(request)
         async with asyncio.timeout(state.limits.max_request_seconds):
             while sent < n_bytes:
                 offset = sent % size
-                chunk = min(n_bytes - sent, _WRITE_CHUNK_BYTES, size - offset)
+                chunk = min(n_bytes - sent, write_chunk, size - offset)
+                if pacer is not None:
+                    await pacer.take(chunk)
                 await response.write(view[offset : offset + chunk])
                 sent += chunk
         await response.write_eof()
@@ -70,6 +75,8 @@ async def receive_body(
                 if not chunk:
                     break
                 received += len(chunk)
+                if state.upload_pacer is not None:
+                    await state.upload_pacer.take(len(chunk))
                 if on_chunk is not None:
                     on_chunk(received, time.monotonic())
                 if received > cap:

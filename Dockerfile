@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# The netprobe agent, for linux/amd64, linux/arm64 and linux/arm/v7:
+#
+#   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t netprobe:0.1.0 .
+#   docker run -d --name netprobe --cap-add NET_RAW -p 9469:9469 \
+#       -v /srv/netprobe/agent.yml:/etc/netprobe/agent.yml:ro -v netprobe-data:/var/lib/netprobe \
+#       netprobe:0.1.0
+#
+# The install steps are two scripts in probes/docker/, run here and by tests/test_probes.py.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- wheels: everything built once, with a compiler (psutil has no linux/arm/v7 wheel) -------
+FROM ${PYTHON_IMAGE} AS wheels
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential libffi-dev libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY netprobe ./netprobe
+COPY probes/docker/build-wheels.sh /usr/local/bin/
+RUN build-wheels.sh /src /wheels
+
+# ---- the image: a venv from those wheels, no compiler, a non-root user -------------------------
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="netprobe" \
+      org.opencontainers.image.description="Broadband and cloud-drive compliance probe: measures the line against the contract, keeps the evidence." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY probes/docker/install-venv.sh probes/docker/healthcheck.py /usr/local/bin/
+RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
+    install-venv.sh /wheels /opt/netprobe \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/netprobe \
+        --shell /usr/sbin/nologin netprobe \
+    && install -d -o netprobe -g netprobe -m 0750 /var/lib/netprobe \
+    && install -d -m 0755 /etc/netprobe
+COPY --chmod=0644 probes/docker/agent.yml /etc/netprobe/agent.yml
+ENV PATH=/opt/netprobe/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    NETPROBE_HEALTH_URL=http://127.0.0.1:9469/-/healthy
+USER netprobe:netprobe
+VOLUME ["/etc/netprobe", "/var/lib/netprobe"]
+EXPOSE 9469
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "/usr/local/bin/healthcheck.py"]
+ENTRYPOINT ["netprobe"]
+CMD ["agent", "--config", "/etc/netprobe/agent.yml"]

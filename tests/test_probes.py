@@ -1,0 +1,371 @@
+"""What ships to devices: the systemd unit, the Pi installer, the OpenWrt init script and UCI
+file, and the Dockerfile's install steps (no Docker engine runs here, so its two install scripts
+run in a clean folder and the installed agent must answer the image's HEALTHCHECK)."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[1]
+PROBES = ROOT / "probes"
+UNIT = PROBES / "systemd" / "netprobe.service"
+NETPROBE = shutil.which("netprobe") or str(Path(sys.executable).with_name("netprobe"))
+
+
+def shell_scripts() -> list[Path]:
+    return sorted(
+        path
+        for path in PROBES.rglob("*")
+        if path.is_file() and re.match(rb"#!.*\b(ba|)sh\b", path.read_bytes()[:40])
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- systemd ----------------------------------------------------------------------------------
+
+
+def unit_settings() -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNIT)
+    return {section: dict(parser[section]) for section in parser.sections()}
+
+
+def test_unit_runs_unprivileged_with_only_cap_net_raw_and_a_read_only_system() -> None:
+    service = unit_settings()["Service"]
+    assert service["User"] == "netprobe"
+    assert service["AmbientCapabilities"] == "CAP_NET_RAW"
+    assert service["CapabilityBoundingSet"] == "CAP_NET_RAW"
+    for setting, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "StateDirectory": "netprobe",
+        "ConfigurationDirectory": "netprobe",
+        "Restart": "on-failure",
+        "StandardOutput": "journal",
+    }.items():
+        assert service[setting] == value, setting
+    assert "LogRateLimitBurst" in service and service["LogLevelMax"] == "info"
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (apt systemd)"
+)
+def test_unit_passes_systemd_analyze_verify_and_security(tmp_path: Path) -> None:
+    # verify checks that ExecStart= exists: point it at this environment's netprobe
+    unit = tmp_path / "netprobe.service"
+    unit.write_text(UNIT.read_text().replace("/opt/netprobe/bin/netprobe", NETPROBE))
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr  # unknown keys only warn
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True
+    )
+    exposure = re.search(r"Overall exposure level for netprobe.service: ([\d.]+)", security.stdout)
+    assert exposure is not None, security.stdout + security.stderr
+    assert float(exposure[1]) <= 3.0  # systemd's scale: 0-10, "OK" below 5
+
+
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None, reason="shellcheck not installed (apt shellcheck)"
+)
+def test_every_shell_script_under_probes_is_shellcheck_clean() -> None:
+    scripts = shell_scripts()
+    assert {p.name for p in scripts} >= {
+        "install.sh",
+        "netprobe.init",
+        "build-wheels.sh",
+        "install-venv.sh",
+    }
+    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+# -- OpenWrt ------------------------------------------------------------------------------------
+
+# OpenWrt's /lib/functions.sh is not on Debian: this stands in for the four functions the init
+# script calls, with OpenWrt's semantics (empty option = default, bool words, list iteration).
+UCI_SHIM = r"""
+config_load() { . "$UCI_VARS"; }
+config_get() { eval "$1=\"\${CONFIG_$2_$3:-\$4}\""; }
+config_get_bool() {
+    config_get "$1" "$2" "$3" "$4"
+    eval "case \"\$$1\" in 1|on|true|yes|enabled) $1=1;; *) $1=0;; esac"
+}
+config_list_foreach() {
+    eval "items=\"\${CONFIG_$1_$2_LIST:-}\""
+    printf '%s\n' "$items" | while IFS= read -r item; do [ -z "$item" ] || "$3" "$item"; done
+}
+"""
+
+
+def uci_to_shell(uci: str, overrides: dict[str, str]) -> str:
+    """CONFIG_<section>_<option>=... assignments, as OpenWrt's config_load leaves them."""
+    lines, section, lists = [], "", {}  # type: ignore[var-annotated]
+    for line in uci.splitlines():
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        if words[0] == "config":
+            section = words[2]
+        elif words[0] == "option":
+            value = overrides.get(f"{section}.{words[1]}", words[2])
+            lines.append(f"CONFIG_{section}_{words[1]}={shlex.quote(value)}")
+        elif words[0] == "list":
+            lists.setdefault(f"CONFIG_{section}_{words[1]}_LIST", []).append(words[2])
+    lines += [f"{name}={shlex.quote(chr(10).join(items))}" for name, items in lists.items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_openwrt(tmp_path: Path, overrides: dict[str, str]) -> dict[str, object]:
+    variables = tmp_path / "uci.sh"
+    variables.write_text(uci_to_shell((PROBES / "openwrt" / "netprobe").read_text(), overrides))
+    out = tmp_path / "var" / "agent.yml"
+    script = f"{UCI_SHIM}\n. {PROBES / 'openwrt' / 'netprobe.init'}\nPROG={NETPROBE}\nnetprobe_render_yaml {out}\n"
+    subprocess.run(["sh", "-c", script], check=True, env={**os.environ, "UCI_VARS": str(variables)})
+    check = subprocess.run([NETPROBE, "config", "check", str(out)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr + out.read_text()
+    return yaml.safe_load(out.read_text())  # type: ignore[no-any-return]
+
+
+def test_openwrt_uci_file_renders_to_a_valid_agent_config(tmp_path: Path) -> None:
+    config = render_openwrt(tmp_path, {"main.data_dir": str(tmp_path / "data")})
+    assert config["contract"] == {  # type: ignore[comparison-overlap]
+        "operator": "Example Telecom",
+        "plan": "Fibre 250/40",
+        "download": "250Mbit",
+        "upload": "40Mbit",
+    }
+    assert config["servers"] == [{"url": "http://speed.example.net:8080"}]
+    assert config["store"] == {"path": f"{tmp_path}/data/results.db"}
+    assert "push" not in config
+    probe_id = (tmp_path / "data" / "probe-id").read_text().strip()
+    assert config["probe"]["id"] == probe_id  # type: ignore[index]
+
+
+def test_openwrt_push_options_and_awkward_values_survive_quoting(tmp_path: Path) -> None:
+    config = render_openwrt(
+        tmp_path,
+        {
+            "main.data_dir": str(tmp_path / "data"),
+            "main.probe_id": "router-7",
+            "main.operator": 'ISP "Quote" \\ Co: #1',
+            "push.url": "https://mimir.example.net/api/v1/push",
+            "push.site": "lyon-2",
+            "push.bearer_token_file": "/etc/netprobe/token",
+        },
+    )
+    assert config["push"] == {
+        "url": "https://mimir.example.net/api/v1/push",
+        "interval": "60s",
+        "external_labels": {"operator": 'ISP "Quote" \\ Co: #1', "site": "lyon-2"},
+        "bearer_token": {"file": "/etc/netprobe/token"},
+    }
+    assert config["probe"]["id"] == "router-7"  # type: ignore[index]
+
+
+# -- Raspberry Pi installer -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="install.sh creates the netprobe system user: needs root"
+)
+def test_pi_installer_installs_renders_enables_and_upgrades_idempotently(
+    wheelhouse: Path, tmp_path: Path
+) -> None:
+    env = {
+        **CLEAN_ENV,
+        "PIP_NO_INDEX": "1",  # offline, from the wheels the Dockerfile's steps built
+        "PIP_FIND_LINKS": str(wheelhouse),
+        "NETPROBE_OPT": str(tmp_path / "opt"),
+        "NETPROBE_ETC": str(tmp_path / "etc"),
+        "NETPROBE_STATE": str(tmp_path / "state"),
+        "NETPROBE_UNIT_DIR": str(tmp_path / "units"),
+    }
+    fleet_vars = [
+        "operator=Example Telecom", "plan_down=250Mbit", "plan_up=40Mbit", "site=berlin-3",
+        "server_url=http://192.0.2.10:8080", "push_url=https://mimir.example.net/api/v1/push",
+    ]  # fmt: skip
+    command = [
+        str(PROBES / "pi" / "install.sh"),
+        "--source",
+        "netprobe",
+        "--template",
+        str(PROBES / "fleet" / "agent.yml.tmpl"),
+    ]
+    for assignment in fleet_vars:
+        command += ["--var", assignment]
+    first = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    config_file = tmp_path / "etc" / "agent.yml"
+    rendered = config_file.read_text()
+    probe_id = (tmp_path / "state" / "probe-id").read_text().strip()
+    assert yaml.safe_load(rendered)["probe"]["id"] == probe_id
+    assert oct(config_file.stat().st_mode & 0o777) == "0o640"
+    wants = tmp_path / "units" / "multi-user.target.wants" / "netprobe.service"
+    assert wants.resolve() == (tmp_path / "units" / "netprobe.service")
+    assert (
+        subprocess.run(
+            [str(tmp_path / "opt" / "bin" / "netprobe"), "version"], capture_output=True
+        ).returncode
+        == 0
+    )
+
+    config_file.write_text(rendered + "# edited by the operator\n")
+    second = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert config_file.read_text().endswith("# edited by the operator\n")  # never overwritten
+    assert (tmp_path / "state" / "probe-id").read_text().strip() == probe_id
+    assert "keeping" in second.stdout
+
+
+# -- Dockerfile ---------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_dockerfile_is_multi_stage_non_root_with_healthcheck_volumes_and_labels() -> None:
+    instructions = dockerfile_instructions()
+    kinds = [kind for kind, _ in instructions]
+    assert kinds.count("FROM") == 2
+    user = [args for kind, args in instructions if kind == "USER"]
+    assert user and not user[-1].startswith(("root", "0"))
+    health = next(args for kind, args in instructions if kind == "HEALTHCHECK")
+    assert "healthcheck.py" in health
+    assert "NETPROBE_HEALTH_URL=http://127.0.0.1:9469/-/healthy" in " ".join(
+        args for kind, args in instructions if kind == "ENV"
+    )
+    volumes = next(args for kind, args in instructions if kind == "VOLUME")
+    assert "/etc/netprobe" in volumes and "/var/lib/netprobe" in volumes
+    labels = " ".join(args for kind, args in instructions if kind == "LABEL")
+    assert (
+        "org.opencontainers.image.title" in labels and "org.opencontainers.image.version" in labels
+    )
+
+
+def copied_sources() -> list[str]:
+    sources = []
+    for kind, args in dockerfile_instructions():
+        if kind == "COPY" and "--from=" not in args:
+            words = [w for w in args.split() if not w.startswith("--")]
+            sources += words[:-1]
+    return sources
+
+
+def installed_files(context: Path) -> dict[str, Path]:
+    """Where each file the Dockerfile COPYs into a directory ends up in the image -> its source."""
+    installed = {}
+    for kind, args in dockerfile_instructions():
+        words = [w for w in args.split() if not w.startswith("--")]
+        if kind == "COPY" and "--from=" not in args and words[-1].endswith("/"):
+            installed.update({words[-1] + Path(s).name: context / s for s in words[:-1]})
+    return installed
+
+
+@pytest.fixture(scope="module")
+def docker_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build context the Dockerfile sees: only what it COPYs (and .dockerignore lets through)."""
+    context = tmp_path_factory.mktemp("context")
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    for source in copied_sources():
+        path = ROOT / source
+        assert path.exists(), f"the Dockerfile copies {source}, which does not exist"
+        assert f"!{source.rstrip('/')}" in [i.rstrip("/") for i in ignored] or any(
+            f"!{parent}" in [i.rstrip("/") for i in ignored]
+            for parent in map(str, Path(source).parents)
+        ), f".dockerignore keeps {source} out of the context"
+        target = context / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, target)
+    return context
+
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(docker_context: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Dockerfile's first stage: every wheel, built by probes/docker/build-wheels.sh."""
+    wheels = tmp_path_factory.mktemp("wheels")
+    script = docker_context / "probes" / "docker" / "build-wheels.sh"
+    subprocess.run(["sh", str(script), str(docker_context), str(wheels)], check=True, env=CLEAN_ENV)
+    return wheels
+
+
+@pytest.mark.slow
+def test_dockerfile_install_steps_build_an_agent_that_passes_the_healthcheck(
+    docker_context: Path, tmp_path: Path
+) -> None:
+    scripts = docker_context / "probes" / "docker"
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    subprocess.run(
+        ["sh", str(scripts / "build-wheels.sh"), str(docker_context), str(wheels)],
+        check=True,
+        env=clean_env,
+    )
+    assert any(w.name.startswith("psutil-") for w in wheels.iterdir())
+    subprocess.run(
+        ["sh", str(scripts / "install-venv.sh"), str(wheels), str(venv)], check=True, env=clean_env
+    )
+
+    port = free_port()
+    config = yaml.safe_load((scripts / "agent.yml").read_text())
+    config["exporter"]["listen"] = f"127.0.0.1:{port}"
+    config["store"]["path"] = str(tmp_path / "data" / "results.db")
+    config_file = tmp_path / "agent.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    entrypoint = [str(venv / "bin" / "netprobe"), "agent", "--config", str(config_file)]
+    agent = subprocess.Popen(entrypoint, env=clean_env, cwd=tmp_path)
+    try:
+        health = next(args for kind, args in dockerfile_instructions() if kind == "HEALTHCHECK")
+        command = json.loads(health.split("CMD", 1)[1])  # the exec form is a JSON list
+        command = [str(installed_files(docker_context).get(part, part)) for part in command]
+        env = {
+            **clean_env,
+            "PATH": f"{venv / 'bin'}:{clean_env['PATH']}",
+            "NETPROBE_HEALTH_URL": f"http://127.0.0.1:{port}/-/healthy",
+        }
+        deadline = time.monotonic() + 60
+        while subprocess.run(command, env=env, capture_output=True).returncode != 0:
+            assert agent.poll() is None, "the installed agent exited"
+            assert time.monotonic() < deadline, "HEALTHCHECK never passed"
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert b"netprobe_build_info" in response.read()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
