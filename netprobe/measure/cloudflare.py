@@ -18,8 +18,7 @@ from netprobe.errors import ProtocolError
 from netprobe.events import Sink
 from netprobe.measure.engine import EngineOptions, measure_direction
 from netprobe.measure.http import Connection, Endpoint
-from netprobe.measure.native import refused
-from netprobe.measure.requestloop import RequestLoop
+from netprobe.measure.requestloop import RequestLoop, refused
 from netprobe.results import Direction, DirectionResult, Server
 
 # Bytes per request: large enough that request gaps do not matter, small enough for the

@@ -126,8 +126,17 @@ class _Response:
                 self.body += data[:n]
         elif self.on_body is not None:
             self.on_body(n)
-        if self.remaining == 0 and not self.done.done():
+        if self.remaining == 0:
+            self.finish()
+
+    def finish(self, error: Exception | None = None) -> None:
+        """Complete the response once; later calls (or a waiter that gave up) change nothing."""
+        if self.done.done():
+            return
+        if error is None:
             self.done.set_result(None)
+        else:
+            self.done.set_exception(error)
 
 
 class _ClientProtocol(asyncio.BufferedProtocol):
@@ -152,8 +161,8 @@ class _ClientProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         response = self.response
-        if response is None:
-            return  # bytes nobody asked for: ignore them
+        if response is None or response.done.cancelled():
+            return  # bytes nobody waits for any more: ignore them
         data = self.view[:nbytes]
         try:
             if response.status == 0:
@@ -163,7 +172,7 @@ class _ClientProtocol(asyncio.BufferedProtocol):
                 if response.status == 0:
                     return
                 if response.remaining == 0:
-                    response.done.set_result(None)
+                    response.finish()
                     return
             response.feed_body(len(data), data)
             if 0 <= response.remaining < self.lowat:
@@ -181,18 +190,18 @@ class _ClientProtocol(asyncio.BufferedProtocol):
 
     def _fail(self, exc: Exception) -> None:
         self.error = exc
-        if self.response is not None and not self.response.done.done():
-            self.response.done.set_exception(exc)
+        if self.response is not None:
+            self.response.finish(exc)
         if self.transport is not None:
             self.transport.abort()
 
     def eof_received(self) -> bool:
         response = self.response
-        if response is not None and not response.done.done():
+        if response is not None:
             if response.status and response.remaining < 0:
-                response.done.set_result(None)
+                response.finish()  # a body delimited by the end of the connection
             else:
-                response.done.set_exception(
+                response.finish(
                     TransportError("the server closed the connection mid-response", reason="reset")
                 )
         return False
@@ -200,11 +209,11 @@ class _ClientProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._can_write.set()
         response = self.response
-        if response is not None and not response.done.done():
+        if response is not None:
             if exc is None and response.status and response.remaining < 0:
-                response.done.set_result(None)
+                response.finish()
             else:
-                response.done.set_exception(
+                response.finish(
                     TransportError(
                         f"connection reset by the server ({exc or 'closed'})", reason="reset"
                     )

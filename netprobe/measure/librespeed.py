@@ -27,8 +27,7 @@ from netprobe.errors import ConfigError, ProtocolError
 from netprobe.events import Sink
 from netprobe.measure.engine import EngineOptions, measure_direction
 from netprobe.measure.http import Connection
-from netprobe.measure.native import refused
-from netprobe.measure.requestloop import RequestLoop
+from netprobe.measure.requestloop import RequestLoop, refused
 from netprobe.measure.select import choose
 from netprobe.results import Direction, DirectionResult, Server
 

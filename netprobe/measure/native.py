@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import os
 import time
 
-from netprobe.errors import ProtocolError, ServerRefused
+from netprobe.errors import ProtocolError
 from netprobe.events import Sink
 from netprobe.measure.engine import ByteCounter, EngineOptions, measure_direction
 from netprobe.measure.http import Connection
+from netprobe.measure.requestloop import download_loop, upload_loop
 from netprobe.results import Direction, DirectionResult, Server, StreamSeries, new_id
 
 PREFIX = "/netprobe/v1"
-_UPLOAD_CHUNK_BYTES = 256 * 1024
-
-
-@functools.cache
-def upload_payload() -> memoryview:
-    """One shared incompressible upload chunk, made once per process."""
-    return memoryview(os.urandom(_UPLOAD_CHUNK_BYTES))
-
-
-def refused(what: str, status: int, body: bytes) -> ServerRefused:
-    """A refusal that says what the server answered, in one line."""
-    text = body.decode("utf-8", "replace").strip().splitlines()
-    detail = f": {text[0][:120]}" if text else ""
-    reason = "busy" if status == 503 else f"http_{status}"
-    return ServerRefused(f"{what} answered HTTP {status}{detail}", reason=reason)
 
 
 class NativeBackend:
@@ -118,46 +102,17 @@ class _NativeTransfer:
 
     async def _download(self, conn: Connection, counter: ByteCounter, stop: asyncio.Event) -> None:
         path = f"{PREFIX}/download?bytes={self.backend.max_request_bytes}&test={self.test_id}"
-        counter.source = conn.received_payload
-        stopped = asyncio.ensure_future(stop.wait())
-        request: asyncio.Future[tuple[int, dict[str, str], bytes]] | None = None
-        try:
-            while not stop.is_set():
-                request = asyncio.ensure_future(conn.download(path, counter.add))
-                await asyncio.wait({request, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not request.done():
-                    return
-                status, _, body = request.result()
-                if status != 200:
-                    raise refused("the download", status, body)
-        finally:
-            # Stopped or cancelled mid-body: the request dies with the connection, quietly.
-            stopped.cancel()
-            if request is not None and not request.done():
-                request.cancel()
-                await asyncio.gather(request, return_exceptions=True)
+        await download_loop(conn, path, counter, stop)
 
     async def _upload(
         self, conn: Connection, index: int, counter: ByteCounter, stop: asyncio.Event
     ) -> StreamSeries:
         """Upload in requests of at most the server's cap; join their receiver series."""
-        path = f"{PREFIX}/upload?test={self.test_id}&stream={index}"
-        payload = upload_payload()
-        counter.source = conn.acknowledged_payload
-        request_cap = self.backend.max_request_bytes - len(payload)
         joined = StreamSeries(stream=index)
-        while not stop.is_set():
-            start = counter.bytes
-            status, _, body = await conn.upload(
-                path,
-                payload,
-                lambda: not stop.is_set() and counter.bytes - start < request_cap,  # noqa: B023
-                counter.add,
-            )
-            if status != 200:
-                raise refused("the upload", status, body)
+
+        def join(reply: bytes) -> None:
             try:
-                report = json.loads(body)
+                report = json.loads(reply)
                 offset = joined.bytes[-1] if joined.bytes else 0
                 joined.t_seconds += [float(t) for t in report["t_seconds"]]
                 joined.bytes += [offset + int(b) for b in report["bytes"]]
@@ -165,4 +120,7 @@ class _NativeTransfer:
                 raise ProtocolError(
                     "the server's upload report is not valid JSON", reason="protocol"
                 ) from None
+
+        path = f"{PREFIX}/upload?test={self.test_id}&stream={index}"
+        await upload_loop(conn, path, counter, stop, self.backend.max_request_bytes, join)
         return joined
