@@ -32,7 +32,7 @@ def test_sizes_in_the_units_users_write(text, n_bytes):
 
 @pytest.mark.parametrize("text", ["fast", "", "10 parsecs", "-5M", "1.5Gb"])
 def test_nonsense_is_refused_with_an_example(text):
-    with pytest.raises(UnitError, match="not a|negative|bits"):
+    with pytest.raises(UnitError, match=r"not a|negative|bits"):
         parse_size(text)
 
 
