@@ -323,16 +323,22 @@ def _open_store(config: Path | None, store: Path | None) -> Store:
         raise _bad_input(str(exc)) from None
 
 
+StoreConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Agent configuration naming the store")
+]
+StorePathOption = Annotated[
+    Path | None, typer.Option("--store", help="Results database (instead of --config)")
+]
+KindOption = Annotated[str | None, typer.Option("--kind", help="Only this kind: line, drive, ...")]
+SinceOption = Annotated[str | None, typer.Option("--since", help="ISO 8601 start, e.g. 2026-11-01")]
+
+
 @results_app.command("list")
 def results_list(
-    config: Annotated[
-        Path | None, typer.Option(help="Agent configuration naming the store")
-    ] = None,
-    store: Annotated[
-        Path | None, typer.Option(help="Results database (instead of --config)")
-    ] = None,
-    kind: Annotated[str | None, typer.Option(help="Only this kind: line, drive, ...")] = None,
-    since: Annotated[str | None, typer.Option(help="ISO 8601 start, e.g. 2026-11-01")] = None,
+    config: StoreConfigOption = None,
+    store: StorePathOption = None,
+    kind: KindOption = None,
+    since: SinceOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest N results")] = 50,
 ) -> None:
     """One line per stored result, oldest first."""
@@ -346,15 +352,11 @@ def results_list(
 
 @results_app.command("export")
 def results_export(
-    config: Annotated[
-        Path | None, typer.Option(help="Agent configuration naming the store")
-    ] = None,
-    store: Annotated[
-        Path | None, typer.Option(help="Results database (instead of --config)")
-    ] = None,
+    config: StoreConfigOption = None,
+    store: StorePathOption = None,
     output_format: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
-    kind: Annotated[str | None, typer.Option(help="Only this kind: line, drive, ...")] = None,
-    since: Annotated[str | None, typer.Option(help="ISO 8601 start, e.g. 2026-11-01")] = None,
+    kind: KindOption = None,
+    since: SinceOption = None,
     until: Annotated[str | None, typer.Option(help="ISO 8601 end (exclusive)")] = None,
 ) -> None:
     """Write stored results to stdout: full sealed records (jsonl) or one row per direction (csv)."""
@@ -595,7 +597,8 @@ def _ad_hoc_drive(
     duration: float,
     upload: str | None,
 ) -> DriveConfig:
-    from netprobe.drives.config import Secret, ad_hoc
+    from netprobe.drives.config import ad_hoc
+    from netprobe.secrets import Secret
     from netprobe.units import parse_size
 
     drive = ad_hoc(kind, url)

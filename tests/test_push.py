@@ -366,6 +366,7 @@ async def test_credentials_come_from_file_or_env_and_never_reach_the_log(
     caplog.set_level(logging.DEBUG)
     token = tmp_path / "token"
     token.write_text("s3cret-token\n")
+    token.chmod(0o600)  # a token file others can read is refused
     registry = counting_registry()
     config = build(
         PushConfig, {"url": receiver.url, "bearer_token": {"file": str(token)}}, file="t"

@@ -54,10 +54,10 @@ class RemoteWriteClient:
         headers = dict(_HEADERS)
         if self._config.basic_auth is not None:
             basic = self._config.basic_auth
-            pair = f"{basic.username}:{basic.password.read()}".encode()
+            pair = f"{basic.username}:{basic.password.reveal()}".encode()
             headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
         elif self._config.bearer_token is not None:
-            headers["Authorization"] = f"Bearer {self._config.bearer_token.read()}"
+            headers["Authorization"] = f"Bearer {self._config.bearer_token.reveal()}"
         try:
             async with self._session.post(
                 self._config.url,

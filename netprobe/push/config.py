@@ -13,38 +13,11 @@ variable that holds it, so the configuration can be templated and shared across 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from netprobe.configschema import DURATION
-from netprobe.errors import ConfigError
-
-
-@dataclass
-class Secret:
-    """A credential read from a file (`file:`) or an environment variable (`env:`) when used."""
-
-    file: str | None = None
-    env: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.file is None) == (self.env is None):
-            raise ValueError("a secret needs exactly one of file or env")
-
-    def read(self) -> str:
-        """The secret's value, read at each use so a rotated token is picked up without a restart."""
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if not value:
-                raise ConfigError(f"environment variable {self.env} is not set", key="push")
-            return value
-        assert self.file is not None
-        try:
-            with open(self.file, encoding="utf-8") as handle:
-                return handle.read().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret: {exc.strerror}", file=self.file) from None
+from netprobe.secrets import Secret
 
 
 @dataclass
