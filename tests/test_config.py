@@ -106,7 +106,9 @@ def test_units_and_relative_store_path_are_resolved() -> None:
     config = load_config(CONFIGS / "demo.yml")
     assert config.contract.download == 100e6 / 8
     assert config.schedule.mean_interval == 60.0
-    assert config.measurement.max_bytes == 20_000_000_000
+    assert config.measurement.max_bytes == 200_000_000
+    assert config.embedded_server is not None
+    assert config.embedded_server.download_rate == 100e6 / 8
     assert config.store.path == str((CONFIGS / "demo-data" / "results.db").resolve())
     home = load_config(CONFIGS / "home.yml")
     assert home.gates.cross_traffic_threshold == 25_000.0

@@ -3,6 +3,9 @@ test at a time on a randomised schedule until SIGTERM.
 
     asyncio.run(run_agent(Path("/etc/netprobe/agent.yml")))
 
+With `compliance.de_bnetza.campaign.enabled`, each test also waits for the BNetzA campaign's
+next conforming slot (see `scheduler.campaign_delay`) and the progress is logged.
+
 SIGHUP and POST /-/reload re-read the configuration; a bad file keeps the running one (logged,
 and `netprobe_config_last_reload_successful` drops to 0). SIGTERM or SIGINT aborts a running
 test, records it as aborted, closes the store and exits.
@@ -27,7 +30,13 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from netprobe.agent.gates import default_interface
 from netprobe.agent.metrics import AgentMetrics, AgentStatus, LineMetrics
 from netprobe.agent.run import Cycle
-from netprobe.agent.scheduler import first_delay, next_interval
+from netprobe.agent.scheduler import (
+    campaign_delay,
+    describe_campaign,
+    first_delay,
+    next_interval,
+)
+from netprobe.compliance.campaign import plan_campaign
 from netprobe.config import AgentConfig, ServerConfig, load_config
 from netprobe.drives.metrics import DriveMetrics
 from netprobe.errors import ConfigError, StoreError
@@ -283,15 +292,41 @@ class Agent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
+    def with_campaign(self, delay: float, now: datetime | None = None) -> float:
+        """`delay`, held back to the campaign's next conforming slot when campaign mode is on.
+
+        Planned afresh from the stored line results of the compliance window each time, so a
+        restart, a skipped test or an invalid one simply moves the slot.
+        """
+        compliance = self.config.compliance.located(self.config.probe.timezone)
+        rules = compliance.de_bnetza.campaign
+        if not rules.enabled:
+            return delay
+        assert self.store is not None
+        now = now or datetime.now(UTC)
+        since = now - timedelta(days=compliance.window_days)
+        try:
+            records = self.store.records(
+                kind="line", since=since.isoformat(timespec="microseconds")
+            )
+        except StoreError as exc:
+            self.status.store_errors += 1
+            log.error("campaign not planned: %s", exc)
+            return delay
+        plan = plan_campaign(records, now, rules, compliance.zone())
+        log.info("%s", describe_campaign(plan, rules, compliance.zone()))
+        return campaign_delay(delay, plan, now)
+
     async def schedule_loop(self) -> None:
         delay = first_delay(self.config.schedule, self.seconds_since_last_test(), self.rng)
+        delay = self.with_campaign(delay)
         while not self.stopping.is_set():
             log.info("next test in %.0f s", delay)
             await self.sleep(delay)
             if self.stopping.is_set():
                 return
             await self.run_one_cycle()
-            delay = next_interval(self.config.schedule, self.rng)
+            delay = self.with_campaign(next_interval(self.config.schedule, self.rng))
 
     def cycle(self) -> Cycle:
         """One measurement cycle under the configuration in force now."""

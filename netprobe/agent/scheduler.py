@@ -6,6 +6,12 @@ bunch up or leave long gaps:
 
     schedule = ScheduleConfig(mean_interval=3600, min_interval=600, max_interval=10800)
     delay = next_interval(schedule, random.Random())      # seconds until the next test
+
+In BNetzA campaign mode (`compliance.de_bnetza.campaign.enabled`) the drawn delay is only a
+lower bound: the test also waits for the series' next conforming slot, so the random schedule
+fills the series without breaking its spacing rules:
+
+    delay = campaign_delay(delay, plan_campaign(records, now, rules, zone), now)
 """
 
 from __future__ import annotations
@@ -13,9 +19,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from netprobe.configschema import DURATION
+
+if TYPE_CHECKING:
+    from netprobe.compliance.campaign import CampaignPlan
+    from netprobe.compliance.config import BnetzaCampaign
 
 
 @dataclass
@@ -54,6 +64,35 @@ def first_delay(
     if seconds_since_last is None or seconds_since_last >= schedule.mean_interval:
         return soon
     return max(soon, next_interval(schedule, rng) - seconds_since_last)
+
+
+def campaign_delay(delay: float, plan: CampaignPlan, now: datetime) -> float:
+    """Seconds to the next test in campaign mode: `delay`, but never before the next slot.
+
+    Once the planned records hold a complete series the random schedule is back in force
+    alone; the agent plans over the compliance window, so a new series is scheduled when the
+    complete one has left that window (and the verdict would have nothing to stand on).
+    """
+    if plan.completed_campaigns or plan.next_slot is None:
+        return delay
+    return max(delay, (plan.next_slot - now).total_seconds())
+
+
+def describe_campaign(plan: CampaignPlan, rules: BnetzaCampaign, zone: tzinfo) -> str:
+    """The campaign's progress as one log line; the next slot on the line's local clock."""
+    if plan.completed_campaigns or plan.next_slot is None:
+        return (
+            f"campaign: complete ({rules.required} measurements on {rules.days} days);"
+            " back to the random schedule"
+        )
+    slot = plan.next_slot.astimezone(zone)
+    opens_day = not plan.days or plan.days[-1].day != slot.date()
+    deadline = f", deadline {plan.deadline}" if plan.deadline else ""
+    return (
+        f"campaign: {plan.done}/{plan.required} measurements,"
+        f" day {len(plan.days) + opens_day} of {rules.days},"
+        f" next slot at {slot:%Y-%m-%d %H:%M %Z}{deadline}"
+    )
 
 
 @dataclass
