@@ -10,14 +10,12 @@ mistaken for a slow line.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 
 from netprobe.errors import ProtocolError
 from netprobe.events import Sink
 from netprobe.measure.engine import EngineOptions, measure_direction
-from netprobe.measure.http import Connection, Endpoint
+from netprobe.measure.http import Endpoint, exchange
 from netprobe.measure.requestloop import RequestLoop, refused
 from netprobe.results import Direction, DirectionResult, Server
 
@@ -56,22 +54,9 @@ class CloudflareBackend:
         return Server(url=self.url, name=self.url, protocol=self.protocol)
 
     async def _timed_down(self) -> tuple[int, dict[str, str], bytes, float]:
-        conn = await Connection.open(self.url, timeout_seconds=self.timeout_seconds)
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                await conn.request("GET", "/__down?bytes=0")
-                start = time.perf_counter()
-                status, headers, body = await conn.request("GET", "/__down?bytes=0")
-                elapsed = time.perf_counter() - start
-        except TimeoutError:
-            raise ProtocolError(
-                f"{self.url} accepted the connection but did not answer within "
-                f"{self.timeout_seconds:g} s",
-                reason="stalled",
-            ) from None
-        finally:
-            conn.abort()
-        return status, headers, body, elapsed
+        return await exchange(
+            self.url, "/__down?bytes=0", timeout_seconds=self.timeout_seconds, warm=True
+        )
 
     async def ping(self) -> float:
         """A request round trip on a warm connection, minus the server's Server-Timing."""

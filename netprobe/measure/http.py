@@ -16,6 +16,7 @@ import asyncio
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -370,3 +371,29 @@ class Connection:
     async def close(self) -> None:
         self._transport.close()
         await self._protocol.closed
+
+
+async def exchange(
+    url: str, path: str, *, timeout_seconds: float, warm: bool = False
+) -> tuple[int, dict[str, str], bytes, float]:
+    """GET `path` on a fresh connection: (status, headers, body, seconds of the timed request).
+
+    With `warm`, an untimed first request goes ahead, so the timed one is a pure round trip
+    (latency). A server that accepts the connection and never answers is a ProtocolError with
+    reason "stalled", within `timeout_seconds`.
+    """
+    conn = await Connection.open(url, timeout_seconds=timeout_seconds)
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            if warm:
+                await conn.request("GET", path)
+            start = time.perf_counter()
+            status, headers, body = await conn.request("GET", path)
+            return status, headers, body, time.perf_counter() - start
+    except TimeoutError:
+        raise ProtocolError(
+            f"{url} accepted the connection but did not answer within {timeout_seconds:g} s",
+            reason="stalled",
+        ) from None
+    finally:
+        conn.abort()

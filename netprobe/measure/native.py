@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 from netprobe.errors import ProtocolError
 from netprobe.events import Sink
 from netprobe.measure.engine import ByteCounter, EngineOptions, measure_direction
-from netprobe.measure.http import Connection
-from netprobe.measure.requestloop import download_loop, upload_loop
+from netprobe.measure.http import Connection, exchange
+from netprobe.measure.requestloop import download_loop, refused, upload_loop
 from netprobe.results import Direction, DirectionResult, Server, StreamSeries, new_id
 
 PREFIX = "/netprobe/v1"
@@ -28,19 +27,9 @@ class NativeBackend:
 
     async def connect(self) -> Server:
         """Say hello; fail clearly when the peer is not a netprobe server."""
-        conn = await Connection.open(self.url, timeout_seconds=self.timeout_seconds)
-        try:
-            status, _, body = await asyncio.wait_for(
-                conn.request("GET", f"{PREFIX}/hello"), self.timeout_seconds
-            )
-        except TimeoutError:
-            raise ProtocolError(
-                f"{self.url} accepted the connection but did not answer within "
-                f"{self.timeout_seconds:g} s",
-                reason="stalled",
-            ) from None
-        finally:
-            conn.abort()
+        status, _, body, _ = await exchange(
+            self.url, f"{PREFIX}/hello", timeout_seconds=self.timeout_seconds
+        )
         if status != 200:
             raise ProtocolError(
                 f"{self.url} is not a netprobe server ({PREFIX}/hello answered HTTP {status})",
@@ -64,15 +53,13 @@ class NativeBackend:
         )
 
     async def ping(self) -> float:
-        """Seconds for one request/response on a fresh connection's second exchange."""
-        conn = await Connection.open(self.url, timeout_seconds=self.timeout_seconds)
-        try:
-            await asyncio.wait_for(conn.request("GET", f"{PREFIX}/ping"), self.timeout_seconds)
-            start = time.perf_counter()
-            await asyncio.wait_for(conn.request("GET", f"{PREFIX}/ping"), self.timeout_seconds)
-            return time.perf_counter() - start
-        finally:
-            conn.abort()
+        """Seconds for one request/response round trip on a warm connection."""
+        status, _, body, seconds = await exchange(
+            self.url, f"{PREFIX}/ping", timeout_seconds=self.timeout_seconds, warm=True
+        )
+        if status != 204:
+            raise refused("the latency request", status, body)
+        return seconds
 
     async def measure(
         self, direction: Direction, options: EngineOptions, sink: Sink | None = None
