@@ -14,8 +14,9 @@ as a whole process, one direction at a time, as a user would run it:
   with its configuration download answered locally (`python -m netprobe.measure.ookla`).
 
 Columns: each tool's rate, its error against iperf3, the client's CPU seconds (user + system,
-the whole process including interpreter start-up) per GB on the wire, and the bytes on the wire
-(both directions of the probe's interface) per test.
+the whole process including interpreter start-up) per GB on the wire, the CPU while the test
+itself ran (iperf3's own cpu_utilization over its 8 s; netprobe's `cpu_seconds` from its
+result) per GB, and the bytes on the wire (both directions of the probe's interface) per test.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Run:
     bytes_per_second: float
     cpu_seconds: float
     wire_bytes: int
+    in_test_cpu_seconds: float | None = None
 
     @property
     def mbit(self) -> float:
@@ -50,24 +52,34 @@ class Run:
     def cpu_per_gb(self) -> float:
         return self.cpu_seconds / (self.wire_bytes / 1e9) if self.wire_bytes else float("nan")
 
+    @property
+    def in_test_cpu_per_gb(self) -> float:
+        if self.in_test_cpu_seconds is None or not self.wire_bytes:
+            return float("nan")
+        return self.in_test_cpu_seconds / (self.wire_bytes / 1e9)
+
 
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(lab: Lab, tool: str, argv: list[str], rate_of) -> Run:
+def timed(lab: Lab, tool: str, argv: list[str], rate_of, in_test_cpu_of=None) -> Run:
+    """Run a tool; its rate and in-test CPU come from its JSON, the rest from the OS."""
     cpu, wire = children_cpu(), lab.interface_bytes()
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
     cpu, wire = children_cpu() - cpu, lab.interface_bytes() - wire
     if done.returncode not in (0, 3):
         raise RuntimeError(f"{tool} failed: {done.stderr.strip()[-300:]}")
-    return Run(tool, rate_of(json.loads(done.stdout)), cpu, wire)
+    report = json.loads(done.stdout)
+    in_test = in_test_cpu_of(report) if in_test_cpu_of else None
+    return Run(tool, rate_of(report), cpu, wire, in_test)
 
 
 def measure(lab: Lab, url: str, direction: str) -> list[Run]:
     down = direction == "download"
     iperf3 = ["iperf3", "-c", lab.server_ip, "-J", "-t", "6", "-O", "2", "-P", "4"]
+    iperf3_seconds = 6 + 2  # the test plus the omitted seconds
     netprobe = [
         sys.executable,
         "-m",
@@ -96,8 +108,15 @@ def measure(lab: Lab, url: str, direction: str) -> list[Run]:
             "iperf3",
             iperf3 + (["-R"] if down else []),
             lambda r: r["end"]["sum_received"]["bits_per_second"] / 8,
+            lambda r: r["end"]["cpu_utilization_percent"]["host_total"] / 100 * iperf3_seconds,
         ),
-        timed(lab, "netprobe", netprobe, lambda r: r[direction]["bytes_per_second"]),
+        timed(
+            lab,
+            "netprobe",
+            netprobe,
+            lambda r: r[direction]["bytes_per_second"],
+            lambda r: r[direction]["cpu_seconds"],
+        ),
         timed(lab, "speedtest-cli", speedtest, lambda r: r[direction] / 8),
     ]
 
@@ -113,8 +132,8 @@ def main() -> None:
     rows = [
         "| link (Mbit/s) | direction | iperf3 Mbit/s | netprobe Mbit/s (error) "
         "| speedtest-cli Mbit/s (error) | CPU s/GB iperf3 / netprobe / speedtest-cli "
-        "| MB per test iperf3 / netprobe / speedtest-cli |",
-        "|---|---|---|---|---|---|---|",
+        "| in-test CPU s/GB iperf3 / netprobe | MB per test iperf3 / netprobe / speedtest-cli |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for profile in args.profiles.split(","):
         down, up = profile.split("/")
@@ -129,6 +148,7 @@ def main() -> None:
                     f"| {speedtest.mbit:.1f} ({speedtest.mbit / iperf3.mbit - 1:+.1%}) "
                     f"| {iperf3.cpu_per_gb:.2f} / {netprobe.cpu_per_gb:.2f} / "
                     f"{speedtest.cpu_per_gb:.2f} "
+                    f"| {iperf3.in_test_cpu_per_gb:.2f} / {netprobe.in_test_cpu_per_gb:.2f} "
                     f"| {iperf3.wire_bytes / 1e6:.0f} / {netprobe.wire_bytes / 1e6:.0f} / "
                     f"{speedtest.wire_bytes / 1e6:.0f} |"
                 )

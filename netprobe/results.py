@@ -82,6 +82,7 @@ class DirectionResult:
     samples: list[StreamSeries] = field(default_factory=list)
     method: Method = field(default_factory=Method)
     loaded_latency_seconds: float | None = None
+    cpu_seconds: float | None = None  # the client process's CPU while this direction ran
     reason: str | None = None
     error: str | None = None
 

@@ -148,6 +148,7 @@ class _Run:
         self.ticks: list[float] = []
         self.totals: list[int] = []
         self.start = 0.0
+        self.cpu_start = time.process_time()
 
     def add_streams(self, n: int) -> None:
         for _ in range(n):
@@ -325,6 +326,7 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
         streams=len(run.tasks),
         samples=series,
         method=method,
+        cpu_seconds=time.process_time() - run.cpu_start,
     )
     run.emit(
         "finished",
