@@ -26,12 +26,32 @@ from netprobe.compliance.config import ComplianceConfig
 from netprobe.configschema import DURATION, RATE, SIZE, build
 from netprobe.drives.config import DriveConfig
 from netprobe.errors import ConfigError
-from netprobe.exporter import ExporterConfig
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.line import BACKENDS
 from netprobe.push.config import PushConfig
 from netprobe.results import Direction
 from netprobe.store import StoreConfig
+
+DEFAULT_LISTEN = "0.0.0.0:9469"
+
+
+@dataclass
+class ExporterConfig:
+    """The `exporter:` section."""
+
+    listen: str = DEFAULT_LISTEN
+    web_config: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """("host", port) from "HOST:PORT" ("[::1]:9469" for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen: expected HOST:PORT such as 0.0.0.0:9469, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 @dataclass

@@ -45,27 +45,6 @@ from netprobe.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = "0.0.0.0:9469"
-
-
-@dataclass
-class ExporterConfig:
-    """The `exporter:` section."""
-
-    listen: str = DEFAULT_LISTEN
-    web_config: str | None = None
-
-    def __post_init__(self) -> None:
-        parse_listen(self.listen)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """("host", port) from "HOST:PORT" ("[::1]:9469" for IPv6)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen: expected HOST:PORT such as 0.0.0.0:9469, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
 
 class MetricSource(Protocol):
     """One area's metrics: fed each stored result, asked for its families at scrape time."""

@@ -37,7 +37,7 @@ from netprobe.agent.scheduler import (
     next_interval,
 )
 from netprobe.compliance.campaign import plan_campaign
-from netprobe.config import AgentConfig, ServerConfig, load_config
+from netprobe.config import AgentConfig, ServerConfig, load_config, parse_listen
 from netprobe.drives.metrics import DriveMetrics
 from netprobe.errors import ConfigError, StoreError
 from netprobe.exporter import (
@@ -47,7 +47,6 @@ from netprobe.exporter import (
     WebConfig,
     build_app,
     load_web_config,
-    parse_listen,
     ssl_context,
     start_exporter,
 )

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from netprobe.errors import MeasurementError
 from netprobe.events import Sink
-from netprobe.measure.cloudflare import CloudflareBackend
 from netprobe.measure.engine import EngineOptions
-from netprobe.measure.iperf3 import Iperf3Backend
 from netprobe.measure.latency import sample_while
-from netprobe.measure.librespeed import LibreSpeedBackend
-from netprobe.measure.native import NativeBackend
-from netprobe.measure.ndt7 import Ndt7Backend
-from netprobe.measure.ookla import OoklaBackend
 from netprobe.results import Direction, DirectionResult, LineResult, Server
 
 
@@ -34,14 +29,16 @@ class Backend(Protocol):
     ) -> DirectionResult: ...
 
 
-# protocol name -> factory(url); adding a protocol is one module and one line here.
-BACKENDS: dict[str, Callable[[str], Backend]] = {
-    "native": NativeBackend,
-    "ookla": OoklaBackend,
-    "librespeed": LibreSpeedBackend,
-    "cloudflare": CloudflareBackend,
-    "iperf3": Iperf3Backend,
-    "ndt7": Ndt7Backend,
+# protocol name -> "module:class" taking the server URL; adding a protocol is one module and
+# one line here. Imported only when used: aiohttp (ndt7) and speedtest-cli (ookla) would
+# otherwise cost every command a quarter of a second, more on a Pi.
+BACKENDS: dict[str, str] = {
+    "native": "netprobe.measure.native:NativeBackend",
+    "ookla": "netprobe.measure.ookla:OoklaBackend",
+    "librespeed": "netprobe.measure.librespeed:LibreSpeedBackend",
+    "cloudflare": "netprobe.measure.cloudflare:CloudflareBackend",
+    "iperf3": "netprobe.measure.iperf3:Iperf3Backend",
+    "ndt7": "netprobe.measure.ndt7:Ndt7Backend",
 }
 # Idle latency is the median of a few pings; loaded latency the median of those taken while a
 # direction runs (the queue a download or upload builds up is what users feel).
@@ -50,9 +47,10 @@ IDLE_PINGS = 5
 
 def backend_for(protocol: str, url: str) -> Backend:
     try:
-        factory = BACKENDS[protocol]
+        module, _, name = BACKENDS[protocol].partition(":")
     except KeyError:
         raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(BACKENDS)})") from None
+    factory: Callable[[str], Backend] = getattr(importlib.import_module(module), name)
     return factory(url)
 
 
