@@ -119,6 +119,13 @@ def test_prometheus_scrapes_the_agents_results(make_lab, tmp_path: Path) -> None
         agent.stop()
 
 
+def link_busy(lab, threshold_bytes_per_second: float = 100_000) -> bool:
+    """True when the lab link carries more than the threshold over a quarter second."""
+    before = lab.interface_bytes()
+    time.sleep(0.25)
+    return (lab.interface_bytes() - before) / 0.25 > threshold_bytes_per_second
+
+
 def test_cross_traffic_holds_the_test_until_it_stops(make_lab, tmp_path: Path) -> None:
     lab = make_lab(down="20Mbit", up="20Mbit")
     lab.start_netprobe_server()
@@ -129,6 +136,8 @@ def test_cross_traffic_holds_the_test_until_it_stops(make_lab, tmp_path: Path) -
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # The agent must first see the link busy: on a loaded machine iperf3 takes a while to start.
+    wait_for("the background traffic to flow", lambda: link_busy(lab))
     agent = AgentProcess(lab_config(tmp_path, lab))
     try:
         wait_for(

@@ -156,7 +156,7 @@ def test_push_config_reads_units_auth_and_tls() -> None:
         ({"url": "mimir:9009"}, "http:// or https://"),
         (
             {"url": "http://x", "bearer_token": {"file": "a", "env": "B"}},
-            "exactly one of file or env",
+            "exactly one of env or file",
         ),
         (
             {
