@@ -17,16 +17,15 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 
 from netprobe.measure.http import Connection
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from lab import free_port
 
 
 async def with_aiohttp(url: str, per_stream: int, streams: int) -> int:

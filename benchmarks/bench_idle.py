@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,10 @@ from pathlib import Path
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from lab import free_port
+
 CONFIG = """
 probe: {{id: bench, interface: lo}}
 contract: {{download: 100Mbit, upload: 20Mbit}}
@@ -31,12 +34,6 @@ schedule: {{mean_interval: 1h, min_interval: 1h, max_interval: 1h, startup_delay
 exporter: {{listen: "127.0.0.1:{port}"}}
 store: {{path: results.db}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape(port: int) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lab import Lab, lab_unavailable
+from lab import Lab, free_port, lab_unavailable
 
 
 @pytest.fixture
@@ -31,30 +33,24 @@ def make_lab() -> Iterator[type[Lab]]:
         lab.close()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def loopback_server() -> Iterator[str]:
-    """`netprobe serve` on loopback in its own process; yields its URL."""
-    import subprocess
-
+@contextlib.contextmanager
+def serving(argv: list[str], port: int) -> Iterator[str]:
+    """Run a server process until the block ends; yields its loopback URL once it listens."""
     from lab import wait_for_port
 
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "netprobe", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port("127.0.0.1", port)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[str]:
+    """`netprobe serve` on loopback in its own process; yields its URL."""
+    port = free_port()
+    argv = [sys.executable, "-m", "netprobe", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(argv, port) as url:
+        yield url

@@ -55,6 +55,13 @@ def _free_subnet() -> int:
     return random.choice(candidates)
 
 
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def wait_for_port(host: str, port: int, timeout_seconds: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_seconds
     while True:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from conftest import serving
 from drive_standins import (
     ACCESS_TOKEN,
     BASIC_PASSWORD,
@@ -30,7 +30,7 @@ from drive_standins import (
     Shapes,
     build_app,
 )
-from lab import wait_for_port
+from lab import free_port, wait_for_port
 from prometheus_client import CollectorRegistry, generate_latest
 
 from netprobe.configschema import build
@@ -51,12 +51,6 @@ SECRETS = (ACCESS_TOKEN, REFRESH_TOKEN, ROTATED_REFRESH_TOKEN, CLIENT_SECRET, BA
 
 def within(measured: float | None, cap: float, tolerance: float = 0.05) -> bool:
     return measured is not None and abs(measured / cap - 1) <= tolerance
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def drive(name: str, kind: str, url: str, path: str = "", **fields: object) -> DriveConfig:
@@ -83,17 +77,9 @@ def share(tmp_path: Path) -> Path:
 @contextlib.contextmanager
 def rclone_webdav(root: Path, *flags: str) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(
-        ["rclone", "serve", "webdav", str(root), "--addr", f"127.0.0.1:{port}", *flags],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.kill()
-        process.wait()
+    argv = ["rclone", "serve", "webdav", str(root), "--addr", f"127.0.0.1:{port}", *flags]
+    with serving(argv, port) as url:
+        yield url
 
 
 @contextlib.asynccontextmanager

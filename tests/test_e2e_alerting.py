@@ -14,7 +14,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 from grafana import dashboard_targets, load_dashboards, substitute
-from lab import Lab, wait_for_port
+from lab import Lab, free_port, wait_for_port
 
 from netprobe.units import parse_rate
 
@@ -43,12 +42,6 @@ LINK_DOWN, LINK_UP = "100Mbit", "20Mbit"
 CONTRACT_DOWN, CONTRACT_UP = "80Mbit", "16Mbit"
 RESHAPED_DOWN = "20Mbit"
 ALERT = "NetprobeLineRateBelowContract"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_json(url: str) -> Any:

@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lab import free_port
 
 ROOT = Path(__file__).parents[1]
 PROBES = ROOT / "probes"
@@ -32,12 +32,6 @@ def shell_scripts() -> list[Path]:
         for path in PROBES.rglob("*")
         if path.is_file() and re.match(rb"#!.*\b(ba|)sh\b", path.read_bytes()[:40])
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- systemd ----------------------------------------------------------------------------------

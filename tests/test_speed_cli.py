@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from lab import wait_for_port
+from lab import free_port, wait_for_port
 
 HERE = Path(__file__).parent
 
