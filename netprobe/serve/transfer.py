@@ -16,7 +16,8 @@ from netprobe.serve.state import ServerState
 
 _WRITE_CHUNK_BYTES = 1 << 20
 _PACED_CHUNK_BYTES = 64 * 1024
-_GONE = (ConnectionError, asyncio.CancelledError, RuntimeError)
+# A vanished client: a reset, or aiohttp refusing to write to a closing transport.
+_GONE = (ConnectionError, RuntimeError)
 
 
 async def send_payload(
@@ -50,10 +51,8 @@ async def send_payload(
                 await response.write(view[offset : offset + chunk])
                 sent += chunk
         await response.write_eof()
-    except TimeoutError:
-        _drop(request)
-    except _GONE:
-        _drop(request)
+    except (TimeoutError, *_GONE):
+        _drop(request)  # past the time cap, or the client is gone: end the connection quietly
     return response
 
 
