@@ -119,3 +119,18 @@ def campaign(
             else:
                 out.append(record(moment, down=down, up=up))
     return out
+
+
+# Ten local times that make one conforming BNetzA measurement day (5 minutes apart, 3 h break).
+FULL_DAY = [
+    "08:00",
+    "08:10",
+    "08:20",
+    "08:30",
+    "08:40",
+    "12:00",
+    "12:10",
+    "12:20",
+    "12:30",
+    "12:40",
+]

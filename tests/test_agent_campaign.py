@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from compliance_records import record
+from compliance_records import FULL_DAY, record
 
 from netprobe.agent.main import Agent
 from netprobe.agent.scheduler import ScheduleConfig, next_interval
@@ -24,18 +24,6 @@ from netprobe.store import Store
 BERLIN = "Europe/Berlin"
 # A schedule whose draws (30-120 s) are shorter than every campaign gap.
 SHORT = {"mean_interval": 60.0, "min_interval": 30.0, "max_interval": 120.0}
-FULL_DAY = [
-    "08:00",
-    "08:10",
-    "08:20",
-    "08:30",
-    "08:40",
-    "12:00",
-    "12:10",
-    "12:20",
-    "12:30",
-    "12:40",
-]
 
 
 def local(text: str, tz: str = BERLIN) -> datetime:

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from compliance_records import record
+from compliance_records import FULL_DAY, record
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,18 +16,6 @@ from netprobe.compliance.config import BnetzaCampaign
 
 BERLIN = ZoneInfo("Europe/Berlin")
 RULES = BnetzaCampaign(enabled=True)
-FULL_DAY = [
-    "08:00",
-    "08:10",
-    "08:20",
-    "08:30",
-    "08:40",
-    "12:00",
-    "12:10",
-    "12:20",
-    "12:30",
-    "12:40",
-]
 
 
 def local(text: str) -> datetime:
