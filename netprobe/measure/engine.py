@@ -28,6 +28,10 @@ from netprobe.units import format_size
 
 ENGINE = f"netprobe-engine/{__version__}"
 _FINISH_TIMEOUT_SECONDS = 10.0
+# A queue standing at the bottleneck (RTT under load this far above the path's minimum) means
+# the link is full: more streams would only lengthen the queue, so none are added.
+_QUEUE_MIN_SECONDS = 0.001
+_QUEUE_SHARE_OF_MIN_RTT = 0.25
 
 
 class ByteCounter:
@@ -35,20 +39,24 @@ class ByteCounter:
 
     A stream may set `source` to the kernel's count (TCP_INFO): for an upload, what the peer
     acknowledged rather than what sits in our socket buffer; for a download, what arrived even
-    if not yet read. `read()` prefers it and falls back to the stream's own count.
+    if not yet read. `read()` prefers it and falls back to the stream's own count. `rtts`, if
+    set, gives (RTT under load, minimum RTT) seconds: whether a queue stands at the bottleneck.
     """
 
-    __slots__ = ("bytes", "source")
+    __slots__ = ("by_kernel", "bytes", "rtts", "source")
 
     def __init__(self) -> None:
         self.bytes = 0
         self.source: Callable[[], int | None] | None = None
+        self.rtts: Callable[[], tuple[float, float] | None] | None = None
+        self.by_kernel = False  # the last read came from the kernel's count
 
     def add(self, n: int) -> None:
         self.bytes += n
 
     def read(self) -> int:
         kernel = self.source() if self.source is not None else None
+        self.by_kernel = kernel is not None
         return self.bytes if kernel is None else kernel
 
 
@@ -69,10 +77,11 @@ class Transfer(Protocol):
 class EngineOptions:
     """How a direction is measured; the defaults suit 1 Mbit/s to tens of Gbit/s.
 
-    Warm-up ends when three consecutive `rate_span_seconds` rates agree within
-    `warmup_tolerance`; the window then starts at the second of them (steady data is not thrown
-    away) and ends when its running estimate has held within `adaptive_tolerance` for
-    `adaptive_hold_seconds`. A fast line that would spend the budget before it looks steady
+    Warm-up ends when three consecutive rate spans agree within `warmup_tolerance`; the window
+    then starts at the second of them (steady data is not thrown away) and ends when its running
+    estimate has held within `adaptive_tolerance` for `adaptive_hold_seconds`. A span is
+    `rate_span_seconds` or, on slow lines, the time `span_min_bytes` take: below a few hundred
+    kB, ACKs and segments arriving in lumps look like rate changes that are not there. A fast line that would spend the budget before it looks steady
     (CPU noise, not TCP's ramp, on multi-Gbit paths) ends its warm-up by time once
     `warmup_budget_share` of the budget is gone, leaving the rest for the window.
     """
@@ -85,15 +94,17 @@ class EngineOptions:
     time_limit_seconds: float = 30.0
     sample_interval_seconds: float = 0.1
     rate_span_seconds: float = 0.25
+    span_min_bytes: int = 256_000
+    span_max_seconds: float = 2.0
     warmup_min_seconds: float = 0.5
     warmup_max_seconds: float = 8.0
     warmup_tolerance: float = 0.05
     warmup_budget_share: float = 0.4
     stream_gain: float = 0.10
-    adaptive_min_seconds: float = 1.0
+    adaptive_min_seconds: float = 0.6
     adaptive_max_seconds: float = 10.0
     adaptive_tolerance: float = 0.005
-    adaptive_hold_seconds: float = 0.5
+    adaptive_hold_seconds: float = 0.3
     stall_seconds: float = 5.0
 
     def method(self, protocol: str, streams: int, measured_at: str) -> Method:
@@ -103,14 +114,15 @@ class EngineOptions:
             if self.duration_seconds
             else f"adaptive {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s: "
             f"stop when the estimate held within {self.adaptive_tolerance:.1%} "
-            f"for {self.adaptive_hold_seconds:g} s"
+            f"for {self.adaptive_hold_seconds:g} s or a rate span"
         )
         return Method(
             protocol=protocol,
             engine=ENGINE,
             streams=streams,
             warmup_rule=(
-                f"three {self.rate_span_seconds:g} s rates within {self.warmup_tolerance:.0%}, "
+                f"three rates over {self.rate_span_seconds:g} s and "
+                f"{format_size(self.span_min_bytes)} within {self.warmup_tolerance:.0%}, "
                 f"min {self.warmup_min_seconds:g} s, max {self.warmup_max_seconds:g} s "
                 f"or {self.warmup_budget_share:.0%} of the budget"
             ),
@@ -208,12 +220,29 @@ class _Run:
     def rate(self, end: float, span: float) -> float:
         return (self.total_at(end) - self.total_at(end - span)) / span
 
-    def stable(self, now: float) -> bool:
+    def span(self, now: float) -> float:
+        """Seconds a rate is taken over: long enough to hold `span_min_bytes` at the mean rate."""
+        options = self.options
+        mean_rate = self.totals[-1] / now if self.totals and now > 0 else 0.0
+        needed = options.span_min_bytes / mean_rate if mean_rate > 0 else options.span_max_seconds
+        return min(options.span_max_seconds, max(options.rate_span_seconds, needed))
+
+    def stable(self, now: float, span: float) -> bool:
         """The last three rate spans agree within the warm-up tolerance."""
-        span = self.options.rate_span_seconds
         rates = [self.rate(now - k * span, span) for k in range(3)]
         low, high = min(rates), max(rates)
         return low > 0 and high / low - 1 <= self.options.warmup_tolerance
+
+    def link_full(self) -> bool:
+        """Most streams see a standing queue: the bottleneck is full, more streams cannot help."""
+        queued = []
+        for counter in self.counters:
+            rtts = counter.rtts() if counter.rtts is not None else None
+            if rtts is not None:
+                loaded, minimum = rtts
+                margin = max(_QUEUE_MIN_SECONDS, _QUEUE_SHARE_OF_MIN_RTT * minimum)
+                queued.append(loaded - minimum > margin)
+        return 2 * sum(queued) > len(queued) > 0
 
     def method(self, measured_at: str) -> Method:
         """The configured rules plus what actually ended the warm-up and the window."""
@@ -267,7 +296,6 @@ async def measure_direction(
 async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
     options = run.options
     interval = options.sample_interval_seconds
-    span = options.rate_span_seconds
     run.start = clock()
     run.emit("started")
     run.add_streams(options.streams or options.streams_min)
@@ -275,6 +303,7 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
     rate_before_add: float | None = None
     added_at = 0.0
     warmup_end: float | None = None
+    span = options.rate_span_seconds
     last_progress = (0.0, 0)
     tick = 0
     while True:
@@ -284,6 +313,8 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
         run.sample(now)
         run.check_streams()
         total = run.totals[-1]
+        if warmup_end is None:
+            span = run.span(now)  # fixed once the window starts: the stop rule uses it too
         if total > last_progress[1]:
             last_progress = (now, total)
         elif now - last_progress[0] >= options.stall_seconds:
@@ -301,14 +332,20 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
         )
 
         if warmup_end is None:
-            warmup_end = _warmup_end(run, now, added_at)
-            if warmup_end is None and run.warmup_ended_by == "agreement":
-                # Steady with this many streams: try twice as many while they still help.
+            warmup_end = _warmup_end(run, now, added_at, span)
+            if warmup_end is None and run.warmup_ended_by.startswith("agreement"):
+                # Steady with this many streams: try twice as many while they still help and
+                # the bottleneck has room (no standing queue).
                 rate = run.rate(now, 3 * span)
                 gained = rate_before_add is None or rate > rate_before_add * (
                     1 + options.stream_gain
                 )
-                if adaptive_streams and gained and len(run.tasks) < options.streams_max:
+                if (
+                    adaptive_streams
+                    and gained
+                    and len(run.tasks) < options.streams_max
+                    and not run.link_full()
+                ):
                     rate_before_add, added_at = rate, now
                     run.warmup_ended_by = ""
                     run.add_streams(min(len(run.tasks), options.streams_max - len(run.tasks)))
@@ -322,7 +359,7 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
                     total_bytes=total,
                     streams=len(run.tasks),
                 )
-        elif _window_done(run, warmup_end, now):
+        elif _window_done(run, warmup_end, now, span):
             break
         if total >= options.max_bytes:
             if warmup_end is None or now - warmup_end < interval:
@@ -346,8 +383,12 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
     if window_seconds <= 0 or window_bytes <= 0:
         raise MeasurementError("no bytes in the measurement window", reason="empty_window")
     # A download is counted where it arrives; an upload is the server's report when there is
-    # one, else what the peer's TCP acknowledged (TCP_INFO), else what was written.
-    measured_at = "receiver" if receiver or run.transfer.direction == "download" else "sender"
+    # one, else what the peer's TCP acknowledged (TCP_INFO: the receiver's count), else what
+    # was written (the sender's, which includes what still waited in buffers).
+    acknowledged = all(c.by_kernel for c in run.counters)
+    measured_at = (
+        "receiver" if receiver or acknowledged or run.transfer.direction == "download" else "sender"
+    )
     result = DirectionResult(
         direction=run.transfer.direction,
         ok=True,
@@ -374,13 +415,12 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
     return result
 
 
-def _warmup_end(run: _Run, now: float, added_at: float) -> float | None:
+def _warmup_end(run: _Run, now: float, added_at: float, span: float) -> float | None:
     """Where the window starts if the warm-up is over now, else None.
 
     Agreement is only reported (`warmup_ended_by`): the caller may add streams first.
     """
     options = run.options
-    span = options.rate_span_seconds
     if now >= options.warmup_max_seconds:
         run.warmup_ended_by = f"the {options.warmup_max_seconds:g} s limit"
         return now
@@ -390,12 +430,12 @@ def _warmup_end(run: _Run, now: float, added_at: float) -> float | None:
         # Only multi-Gbit paths get here: TCP's ramp took milliseconds, what is left is noise.
         run.warmup_ended_by = f"time: {options.warmup_budget_share:.0%} of the budget spent"
         return now
-    if now - added_at >= 3 * span and run.stable(now):
-        run.warmup_ended_by = "agreement"
+    if now - added_at >= 3 * span and run.stable(now, span):
+        run.warmup_ended_by = f"agreement of three {span:.2g} s rates"
     return None
 
 
-def _window_done(run: _Run, warmup_end: float, now: float) -> bool:
+def _window_done(run: _Run, warmup_end: float, now: float, span: float) -> bool:
     """True when the window should end now; sets what ended it."""
     options = run.options
     window = now - warmup_end
@@ -407,16 +447,18 @@ def _window_done(run: _Run, warmup_end: float, now: float) -> bool:
     if window >= options.adaptive_max_seconds:
         run.window_ended_by = f"the {options.adaptive_max_seconds:g} s limit"
         return True
-    if window >= options.adaptive_min_seconds and _estimate_settled(run, warmup_end, now):
+    hold = max(options.adaptive_hold_seconds, span)
+    if window >= max(options.adaptive_min_seconds, 2 * hold) and _estimate_settled(
+        run, warmup_end, now, hold
+    ):
         run.window_ended_by = (
-            f"precision: held within {options.adaptive_tolerance:.1%} "
-            f"for {options.adaptive_hold_seconds:g} s"
+            f"precision: held within {options.adaptive_tolerance:.1%} for {hold:.2g} s"
         )
         return True
     return False
 
 
-def _estimate_settled(run: _Run, warmup_end: float, now: float) -> bool:
+def _estimate_settled(run: _Run, warmup_end: float, now: float, hold: float) -> bool:
     """True when the window's running estimate stayed within the tolerance over the hold time."""
     options = run.options
     start_bytes = run.total_at(warmup_end)
@@ -425,7 +467,6 @@ def _estimate_settled(run: _Run, warmup_end: float, now: float) -> bool:
         return (run.total_at(t) - start_bytes) / (t - warmup_end)
 
     current = estimate(now)
-    hold = options.adaptive_hold_seconds
     past = [estimate(t) for t in run.ticks if now - hold <= t < now and t - warmup_end > hold]
     return (
         bool(past)

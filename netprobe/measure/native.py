@@ -10,7 +10,7 @@ from netprobe.events import Sink
 from netprobe.measure.engine import ByteCounter, EngineOptions, measure_direction
 from netprobe.measure.http import Connection, exchange
 from netprobe.measure.requestloop import download_loop, refused, upload_loop
-from netprobe.results import Direction, DirectionResult, Server, StreamSeries, new_id
+from netprobe.results import Direction, DirectionResult, Server, new_id
 
 PREFIX = "/netprobe/v1"
 
@@ -75,39 +75,18 @@ class _NativeTransfer:
         self.protocol = backend.protocol
         self.test_id = test_id
 
-    async def stream(
-        self, index: int, counter: ByteCounter, stop: asyncio.Event
-    ) -> StreamSeries | None:
+    async def stream(self, index: int, counter: ByteCounter, stop: asyncio.Event) -> None:
         conn = await Connection.open(self.backend.url, timeout_seconds=self.backend.timeout_seconds)
         try:
             if self.direction == "download":
-                await self._download(conn, counter, stop)
-                return None
-            return await self._upload(conn, index, counter, stop)
+                path = (
+                    f"{PREFIX}/download?bytes={self.backend.max_request_bytes}&test={self.test_id}"
+                )
+                await download_loop(conn, path, counter, stop)
+            else:
+                # Counted as the server's TCP acknowledges it; the server's own report would
+                # arrive only after our socket buffer drained, which the test does not wait for.
+                path = f"{PREFIX}/upload?test={self.test_id}&stream={index}"
+                await upload_loop(conn, path, counter, stop, self.backend.max_request_bytes)
         finally:
             conn.abort()
-
-    async def _download(self, conn: Connection, counter: ByteCounter, stop: asyncio.Event) -> None:
-        path = f"{PREFIX}/download?bytes={self.backend.max_request_bytes}&test={self.test_id}"
-        await download_loop(conn, path, counter, stop)
-
-    async def _upload(
-        self, conn: Connection, index: int, counter: ByteCounter, stop: asyncio.Event
-    ) -> StreamSeries:
-        """Upload in requests of at most the server's cap; join their receiver series."""
-        joined = StreamSeries(stream=index)
-
-        def join(reply: bytes) -> None:
-            try:
-                report = json.loads(reply)
-                offset = joined.bytes[-1] if joined.bytes else 0
-                joined.t_seconds += [float(t) for t in report["t_seconds"]]
-                joined.bytes += [offset + int(b) for b in report["bytes"]]
-            except (ValueError, KeyError, TypeError):
-                raise ProtocolError(
-                    "the server's upload report is not valid JSON", reason="protocol"
-                ) from None
-
-        path = f"{PREFIX}/upload?test={self.test_id}&stream={index}"
-        await upload_loop(conn, path, counter, stop, self.backend.max_request_bytes, join)
-        return joined
