@@ -397,6 +397,15 @@ class Connection:
             return None
         return info.receiver_rtt_seconds, info.min_rtt_seconds
 
+    def usable(self) -> bool:
+        """Open, idle and on the running event loop (a kept connection may outlive its loop)."""
+        closed, response = self._protocol.closed, self._protocol.response
+        return (
+            not closed.done()
+            and closed.get_loop() is asyncio.get_running_loop()
+            and (response is None or response.done.done())
+        )
+
     def abort(self) -> None:
         """Drop the connection at once (ends a download early)."""
         self._transport.abort()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
-from netprobe.errors import ProtocolError
+from netprobe.errors import MeasurementError, ProtocolError
 from netprobe.events import Sink
 from netprobe.measure.engine import ByteCounter, EngineOptions, measure_direction
 from netprobe.measure.http import Connection, exchange
@@ -24,6 +25,7 @@ class NativeBackend:
         self.url = url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.max_request_bytes = 1_000_000_000
+        self._ping_conn: Connection | None = None
 
     async def connect(self) -> Server:
         """Say hello; fail clearly when the peer is not a netprobe server."""
@@ -53,13 +55,41 @@ class NativeBackend:
         )
 
     async def ping(self) -> float:
-        """Seconds for one request/response round trip on a warm connection."""
-        status, _, body, seconds = await exchange(
-            self.url, f"{PREFIX}/ping", timeout_seconds=self.timeout_seconds, warm=True
-        )
+        """Seconds for one request/response round trip on the kept-open latency connection.
+
+        One connection serves every ping of a test, idle and loaded: a fresh one per ping cost a
+        handshake, an untimed warm-up request and a teardown four times a second under load.
+        """
+        path = f"{PREFIX}/ping"
+        conn = self._ping_conn
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                if conn is None or not conn.usable():
+                    conn = self._ping_conn = await Connection.open(
+                        self.url, timeout_seconds=self.timeout_seconds
+                    )
+                    await conn.request("GET", path)  # untimed: the server's first request
+                start = time.perf_counter()
+                status, _, body = await conn.request("GET", path)
+                seconds = time.perf_counter() - start
+        except TimeoutError:
+            await self.close()
+            raise ProtocolError(
+                f"{self.url} did not answer a ping within {self.timeout_seconds:g} s",
+                reason="stalled",
+            ) from None
+        except MeasurementError:
+            await self.close()
+            raise
         if status != 204:
             raise refused("the latency request", status, body)
         return seconds
+
+    async def close(self) -> None:
+        """Drop the latency connection (the next ping opens a new one)."""
+        if self._ping_conn is not None:
+            self._ping_conn.abort()
+            self._ping_conn = None
 
     async def measure(
         self, direction: Direction, options: EngineOptions, sink: Sink | None = None
