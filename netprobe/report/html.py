@@ -18,6 +18,7 @@ from typing import Any
 from netprobe.compliance.config import PeakWindow
 from netprobe.compliance.series import parse_utc
 from netprobe.compliance.verdict import Criterion, Verdict
+from netprobe.i18n import _, current_language, html_lang, ngettext
 from netprobe.report.document import Report
 from netprobe.report.verify import EVIDENCE_SCRIPT_ID
 from netprobe.results import DIRECTIONS, Direction
@@ -61,32 +62,53 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'
 
 
 def render(report: Report) -> str:
-    """The whole report as one HTML document."""
-    since, until = report.period
-    period = f"{_local(report, since) if since else 'first test'} – {_local(report, until) if until else 'last test'}"
+    """The whole report as one HTML document, in the language in use."""
+    since, until = report.shown_period()
+    period = _("{start} to {end}").format(
+        start=_local(report, since) if since else "—", end=_local(report, until) if until else "—"
+    )
+    probe = ", ".join(report.probe_ids()) or _("probe")
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="{html_lang()}"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<link rel="icon" href="data:,">',
-        f"<title>netprobe compliance report — {escape(', '.join(report.probe_ids()) or 'probe')}</title>",
+        f"<title>{escape(_('netprobe compliance report'))} — {escape(probe)}</title>",
         f"<style>{STYLE}</style></head><body>",
-        "<h1>Broadband line compliance report</h1>",
-        f'<p class="muted">Period {escape(period)} · local time {escape(report.zone.key)} · '
-        f"generated {escape(_local(report, report.generated_at))} · "
-        f"policies {escape(', '.join(report.policies))}</p>",
+        f'<h1 id="title">{escape(_("Broadband line compliance report"))}</h1>',
+        f'<p class="muted" id="period">'
+        + escape(
+            _("Period {period} · time zone {zone} · as of {as_of} · generated {generated}").format(
+                period=period,
+                zone=report.zone.key,
+                as_of=_local(report, report.as_of),
+                generated=_local(report, report.generated_at),
+            )
+        )
+        + "</p>",
+        _subscriber(report),
         _identity(report),
         _contract(report),
-        "<h2>Verdicts</h2>",
+        _warnings(report),
+        f'<h2 id="verdicts">{escape(_("Verdicts"))}</h2>',
         *(_verdict(report, v) for v in report.verdicts),
+        _accounts(report),
         _campaign(report),
-        "<h2>Speed over time</h2>",
-        '<p class="muted">Filled dots: valid tests; open grey dots: invalid tests (not counted); '
-        "red crosses: failed tests (no rate). Lines: the contracted rates.</p>",
+        f'<h2 id="over-time">{escape(_("Speed over time"))}</h2>',
+        _muted(
+            _(
+                "Filled dots: valid tests; open grey dots: invalid tests (not counted); "
+                "red crosses: failed tests (no rate). Lines: the contracted rates."
+            )
+        ),
         *(_time_plot(report, d) for d in DIRECTIONS if _has(report, d)),
-        "<h2>Distribution by hour of day</h2>",
-        '<p class="muted">Median of valid tests per local hour, bars from the slowest to the '
-        "fastest test; shaded hours are the policies' peak windows; n = tests.</p>",
+        f'<h2 id="by-hour">{escape(_("Distribution by hour of day"))}</h2>',
+        _muted(
+            _(
+                "Median of valid tests per local hour, bars from the slowest to the fastest "
+                "test; shaded hours are the policies' peak windows; n = tests."
+            )
+        ),
         *(_hour_plot(report, d) for d in DIRECTIONS if _has(report, d)),
         _tests_table(report),
         _evidence(report),
@@ -98,7 +120,80 @@ def render(report: Report) -> str:
 
 
 def _local(report: Report, moment: datetime) -> str:
-    return moment.astimezone(report.zone).strftime("%Y-%m-%d %H:%M %Z")
+    """A local time as people of the language write it (Chinese: 2026年3月2日 10:00)."""
+    local = moment.astimezone(report.zone)
+    if current_language() == "zh_CN":
+        return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M} {local:%Z}"
+    return local.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _subscriber(report: Report) -> str:
+    subscriber = report.subscriber
+    rows = [
+        [escape(label), escape(value)]
+        for label, value in (
+            (_("operator"), subscriber.operator),
+            (_("plan"), subscriber.plan),
+            (_("account or contract number"), subscriber.account),
+            (_("service address"), subscriber.service_address),
+        )
+        if value
+    ]
+    if not rows:
+        return ""
+    return f'<h2 id="subscriber">{escape(_("Line and contract"))}</h2>' + _table(
+        (_("field"), _("value")), rows
+    )
+
+
+def _warnings(report: Report) -> str:
+    if not report.warnings:
+        return ""
+    items = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)
+    return (
+        f'<h2 id="warnings">{escape(_("What the contract lacks"))}</h2>'
+        f'<ul class="warnings">{items}</ul>'
+    )
+
+
+def _accounts(report: Report) -> str:
+    started = {str(r.get("id")): r["started_at"] for r in report.line_records()}
+    imported = set(report.imported_ids())
+    parts = [f'<h2 id="accounts">{escape(_("Which tests each policy counted"))}</h2>']
+    for account in report.accounts:
+        rows = [
+            [
+                f'<a href="#test-{escape(ident)}">{escape(_local(report, parse_utc(started[ident])))}</a>'
+                + (f' <span class="muted">({escape(_("imported"))})</span>' if ident in imported else ""),
+                escape(why),
+            ]
+            for ident, why in sorted(account.not_counted.items(), key=lambda kv: started[kv[0]])
+        ]
+        summary = ngettext(
+            "{policy}: {counted} test counted, {other} not counted",
+            "{policy}: {counted} tests counted, {other} not counted",
+            len(account.counted),
+        ).format(policy=account.policy, counted=len(account.counted), other=len(rows))
+        note = f" ({escape(account.note)})" if account.note else ""
+        table = _table((_("test"), _("why it was not counted")), rows) if rows else ""
+        parts.append(
+            f'<div class="account" data-policy="{escape(account.policy)}"><p><b>'
+            f"{escape(summary)}</b>{note}</p>{table}</div>"
+        )
+    if imported:
+        parts.append(
+            _muted(
+                _(
+                    "{count} tests were imported from other tools (not measured by this "
+                    "probe); they are marked in the tests table."
+                ).format(count=len(imported))
+            )
+        )
+    return "".join(parts)
+
+
+def _muted(text: str) -> str:
+    return f'<p class="muted">{escape(text)}</p>'
 
 
 def _has(report: Report, direction: Direction) -> bool:
