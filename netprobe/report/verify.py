@@ -21,21 +21,22 @@ EVIDENCE_SCRIPT_ID = "netprobe-records"
 _SCRIPT_RE = re.compile(
     rf'<script type="application/json" id="{EVIDENCE_SCRIPT_ID}">(.*?)</script>', re.DOTALL
 )
+# A header row of plain column names: what a CSV export (netprobe's or another tool's) opens with.
+_CSV_HEADER_RE = re.compile(r'^"?[A-Za-z_][\w .()/-]*"?(,"?[A-Za-z_][\w .()/-]*"?)+\r?$')
 _ID_RE = re.compile(r'"id"\s*:\s*"([^"]*)"')
 
 
 def read_records(text: str) -> list[dict[str, Any]]:
     """The sealed records carried by an export or a report."""
     stripped = text.lstrip()
-    if stripped.startswith("<"):
+    if stripped.startswith("<") and "<html" in stripped[:1000].lower():
         match = _SCRIPT_RE.search(text)
         if match is None:
             raise EvidenceError("this HTML file carries no netprobe records")
         return _report_records(match[1])
     if stripped.startswith("{") and '"netprobe_report"' in stripped[:200]:
         return _report_records(text)
-    first_line = stripped.split("\n", 1)[0]
-    if stripped and not stripped.startswith(("{", "[")) and "," in first_line:
+    if _CSV_HEADER_RE.match(stripped.split("\n", 1)[0]):
         raise ConfigError(
             "this file is CSV, not netprobe's JSON lines: bring it in with "
             "`netprobe results import FILE`, then report from the store"
