@@ -80,11 +80,11 @@ def _one_line_errors(command: _Command) -> _Command:
 class _App(typer.Typer):
     """A Typer whose commands all map their errors to exit codes the same way."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:  # type: ignore[override]
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:
         register = super().command(*args, **kwargs)
         return lambda command: register(_one_line_errors(command))
 
-    def callback(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:  # type: ignore[override]
+    def callback(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:
         register = super().callback(*args, **kwargs)
         return lambda command: register(_one_line_errors(command))
 
@@ -237,8 +237,7 @@ def serve(
         download_rate_bytes_per_second=rates.get("download"),
         upload_rate_bytes_per_second=rates.get("upload"),
     )
-    typer.echo(f"netprobe server {__version__} listening on http://{host}:{port}/", err=True)
-    serve_forever(host, port, limits)
+    serve_forever(host, port, limits, announce=lambda line: typer.echo(line, err=True))
 
 
 @app.command(epilog="Examples:  netprobe latency 192.0.2.1   ·   netprobe latency host --tcp 443")
@@ -525,8 +524,8 @@ def drive(
     ] = False,
 ) -> None:
     """Measure cloud drives: the configured ones, or one file given by --url."""
-    from netprobe.console import error_line
     from netprobe.config import drives_named
+    from netprobe.console import error_line
     from netprobe.drives.config import Credentials, ad_hoc, ad_hoc_with
     from netprobe.drives.result import describe
     from netprobe.drives.run import probe_drives

@@ -208,7 +208,9 @@ def load_config(path: Path, *, measuring: bool = True) -> AgentConfig:
         raise ConfigError(f"{where}{problem}", file=file) from None
     config = build(AgentConfig, data, file=file)
     if measuring and not config.servers and config.embedded_server is None:
-        raise ConfigError("servers: expected at least one server (or an embedded_server)", file=file)
+        raise ConfigError(
+            "servers: expected at least one server (or an embedded_server)", file=file
+        )
     base = path.resolve().parent
     config.store.path = str(base / config.store.path)
     if config.store.key_file is not None:

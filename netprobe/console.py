@@ -121,7 +121,9 @@ def print_latency(report: dict[str, Any]) -> None:
     port = f" port {report['port']}" if report["port"] else ""
     print(
         f"{report['host']} {report['method']}{port}: "
-        + _("{received}/{sent} answered, loss {loss:.0%}, min {min}, median {median}, jitter {jitter}").format(
+        + _(
+            "{received}/{sent} answered, loss {loss:.0%}, min {min}, median {median}, jitter {jitter}"
+        ).format(
             received=report["received"],
             sent=report["sent"],
             loss=float(report["loss_ratio"]),
@@ -169,7 +171,9 @@ def results_table(records: list[dict[str, Any]], zone: tzinfo) -> str:
     rows = []
     for record in records:
         started = record.get("started_at")
-        local = parse_utc(started).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if started else "?"
+        local = (
+            parse_utc(started).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if started else "?"
+        )
         server = record.get("server")
         server_name = (
             (server.get("name") or server.get("url") or "") if isinstance(server, dict) else server

@@ -76,7 +76,7 @@ def render(report: Report) -> str:
         f"<title>{escape(_('netprobe compliance report'))} — {escape(probe)}</title>",
         f"<style>{STYLE}</style></head><body>",
         f'<h1 id="title">{escape(_("Broadband line compliance report"))}</h1>',
-        f'<p class="muted" id="period">'
+        '<p class="muted" id="period">'
         + escape(
             _("Period {period} · time zone {zone} · as of {as_of} · generated {generated}").format(
                 period=period,
@@ -164,7 +164,11 @@ def _accounts(report: Report) -> str:
         rows = [
             [
                 f'<a href="#test-{escape(ident)}">{escape(_local(report, parse_utc(started[ident])))}</a>'
-                + (f' <span class="muted">({escape(_("imported"))})</span>' if ident in imported else ""),
+                + (
+                    f' <span class="muted">({escape(_("imported"))})</span>'
+                    if ident in imported
+                    else ""
+                ),
                 escape(why),
             ]
             for ident, why in sorted(account.not_counted.items(), key=lambda kv: started[kv[0]])
@@ -279,7 +283,9 @@ def _criterion(c: Criterion) -> str:
 def _verdict(report: Report, v: Verdict) -> str:
     failures = ", ".join(f"{escape(k)} × {n}" for k, n in sorted(v.failures.items()))
     invalid = ", ".join(f"{escape(k)} × {n}" for k, n in sorted(v.invalid.items()))
-    counts = _("{valid} valid tests counted; {failed} failed{failures}; {invalid} invalid, not counted{why}.").format(
+    counts = _(
+        "{valid} valid tests counted; {failed} failed{failures}; {invalid} invalid, not counted{why}."
+    ).format(
         valid=v.valid_tests,
         failed=v.failed_tests,
         failures=f" ({failures})" if failures else "",
@@ -634,8 +640,7 @@ def _evidence(report: Report) -> str:
         report="<code>netprobe report --input</code>",
     )
     return (
-        f'<h2 id="evidence">{escape(_("Evidence"))}</h2>'
-        f'<p id="evidence-state">{status}. {how}</p>'
+        f'<h2 id="evidence">{escape(_("Evidence"))}</h2><p id="evidence-state">{status}. {how}</p>'
     )
 
 

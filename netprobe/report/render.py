@@ -1,7 +1,7 @@
 """Options in, a report out: the one call behind `netprobe report`.
 
-    text = make_report(ReportRequest(config_path=Path("agent.yml"), since="2026-11-01"))
-    text = render_report(records, contract, config, fmt="html", since="2026-11-01")
+text = make_report(ReportRequest(config_path=Path("agent.yml"), since="2026-11-01"))
+text = render_report(records, contract, config, fmt="html", since="2026-11-01")
 """
 
 from __future__ import annotations
