@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from netprobe.agent.scheduler import PeakHours
 from netprobe.cli import app
 from netprobe.config import load_config
+from netprobe.peak import PeakHours
 
 TESTDATA = Path(__file__).parent / "testdata" / "config"
 CONFIGS = Path(__file__).parent.parent / "configs"

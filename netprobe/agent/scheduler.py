@@ -1,4 +1,4 @@
-"""When the next test runs, and whether a moment is peak or off-peak.
+"""When the next test runs (peak hours: `netprobe.peak`; the `schedule:` section: `netprobe.config`).
 
 Intervals are drawn from an exponential distribution around a mean and clamped, so tests land
 at random moments (no pattern an ISP could favour, no alignment with other probes) yet never
@@ -17,32 +17,14 @@ fills the series without breaking its spacing rules:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from datetime import datetime, time, tzinfo
-from typing import TYPE_CHECKING, Annotated
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
-from netprobe.configschema import DURATION
+from netprobe.config import ScheduleConfig
 
 if TYPE_CHECKING:
     from netprobe.compliance.campaign import CampaignPlan
     from netprobe.compliance.config import BnetzaCampaign
-
-
-@dataclass
-class ScheduleConfig:
-    """The `schedule:` section."""
-
-    mean_interval: Annotated[float, DURATION] = 3600.0
-    min_interval: Annotated[float, DURATION] = 600.0
-    max_interval: Annotated[float, DURATION] = 3 * 3600.0
-    startup_delay: Annotated[float, DURATION] = 60.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_interval <= self.mean_interval <= self.max_interval:
-            raise ValueError(
-                "expected 0 < min_interval <= mean_interval <= max_interval "
-                f"(got {self.min_interval:g} s, {self.mean_interval:g} s, {self.max_interval:g} s)"
-            )
 
 
 def next_interval(schedule: ScheduleConfig, rng: random.Random) -> float:
@@ -93,34 +75,3 @@ def describe_campaign(plan: CampaignPlan, rules: BnetzaCampaign, zone: tzinfo) -
         f" day {len(plan.days) + opens_day} of {rules.days},"
         f" next slot at {slot:%Y-%m-%d %H:%M %Z}{deadline}"
     )
-
-
-@dataclass
-class PeakHours:
-    """Daily windows ("19:00-23:00", may cross midnight) in a local time zone."""
-
-    windows: list[tuple[time, time]] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, specs: list[str]) -> PeakHours:
-        windows = []
-        for spec in specs:
-            start, sep, end = spec.partition("-")
-            try:
-                if not sep:
-                    raise ValueError
-                windows.append((time.fromisoformat(start.strip()), time.fromisoformat(end.strip())))
-            except ValueError:
-                raise ValueError(
-                    f"peak_hours: expected a window such as 19:00-23:00, got {spec!r}"
-                ) from None
-        return cls(windows)
-
-    def is_peak(self, when: datetime, zone: tzinfo | None) -> bool:
-        """True when `when` (aware) falls in a window, read on the wall clock of `zone`."""
-        local = when.astimezone(zone).time().replace(tzinfo=None)
-        for start, end in self.windows:
-            inside = start <= local < end if start <= end else local >= start or local < end
-            if inside:
-                return True
-        return False
