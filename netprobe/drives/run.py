@@ -32,7 +32,6 @@ from netprobe.drives.adapter import (
     CHUNK_BYTES,
     AdapterFactory,
     Allowance,
-    BudgetReached,
     DriveAdapter,
     Meter,
     Redactor,
@@ -40,7 +39,7 @@ from netprobe.drives.adapter import (
 from netprobe.drives.classify import REFUSAL_REASONS, Evidence, classify
 from netprobe.drives.config import DriveConfig
 from netprobe.drives.result import GIBIBYTE, DriveResult, DriveTransfer
-from netprobe.errors import ConfigError, MeasurementError, TransportError
+from netprobe.errors import BudgetReached, ConfigError, MeasurementError, TransportError
 from netprobe.events import Event, NullSink, Sink
 from netprobe.measure.engine import bytes_at
 from netprobe.results import Direction, LineResult, StreamSeries
