@@ -30,7 +30,6 @@ from typing import Annotated, Any, TextIO
 from netprobe.compliance.evidence import GENESIS, ProbeKey, seal_record
 from netprobe.configschema import DURATION
 from netprobe.errors import StoreError
-from netprobe.units import format_rate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -196,21 +195,6 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
-
-
-def summary_line(record: dict[str, Any]) -> str:
-    """One human line for `netprobe results list`."""
-    parts = [record.get("started_at", "")[:19], record.get("kind", "?"), record.get("outcome", "")]
-    for direction in ("download", "upload"):
-        part = record.get(direction)
-        if isinstance(part, dict):
-            rate = part.get("bytes_per_second")
-            figure = format_rate(rate) if rate else str(part.get("reason") or "-")
-            parts.append(f"{direction[:2]} {figure}")
-    if record.get("valid") is False:
-        parts.append(f"invalid: {record.get('invalid_reason')}")
-    parts.append(str(record.get("id", ""))[:8])
-    return "  ".join(str(p) for p in parts)
 
 
 CSV_COLUMNS = (

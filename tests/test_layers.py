@@ -17,9 +17,9 @@ import netprobe
 LAYERS: list[list[str]] = [
     ["netprobe.__main__"],
     ["netprobe.cli"],
-    ["netprobe.agent", "netprobe.fleet"],
+    ["netprobe.agent", "netprobe.fleet", "netprobe.report"],
     ["netprobe.config"],
-    ["netprobe.report", "netprobe.push", "netprobe.serve", "netprobe.exporter", "netprobe.console"],
+    ["netprobe.push", "netprobe.serve", "netprobe.exporter", "netprobe.console"],
     ["netprobe.compliance"],
     ["netprobe.store"],
     ["netprobe.compliance.evidence"],  # sits beside the store, which seals every record with it
@@ -32,7 +32,7 @@ LAYERS: list[list[str]] = [
         "netprobe.configschema",
         "netprobe.peak",
     ],
-    ["netprobe.units"],
+    ["netprobe.units", "netprobe.i18n"],
     ["netprobe.errors"],
     ["netprobe"],  # the package's own __init__ (its version) only
 ]
@@ -125,12 +125,12 @@ def test_lazy_sideways_and_relative_imports_are_caught() -> None:
     graph = import_graph()
     known = set(graph)
     lazy_sideways = "def f():\n    from netprobe.serve import app\n"
-    graph["netprobe.report.csv"] = imports_of(lazy_sideways, "netprobe.report", known)
+    graph["netprobe.push.client"] = imports_of(lazy_sideways, "netprobe.push", known)
     relative_up = "from .compliance import verdict\n"
     graph["netprobe.store"] = imports_of(relative_up, "netprobe", known)
     graph["netprobe.newthing"] = set()
     assert violations(graph, LAYERS) == [
         "netprobe.newthing: not in any layer",
-        "netprobe.report.csv -> netprobe.serve.app (sideways)",
+        "netprobe.push.client -> netprobe.serve.app (sideways)",
         "netprobe.store -> netprobe.compliance.verdict (up)",
     ]
