@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from netprobe.compliance.config import ComplianceConfig
-from netprobe.configschema import DURATION, RATE, SIZE, build
+from netprobe.configschema import DURATION, RATE, SIZE, Key, build
 from netprobe.drives.config import DriveConfig
 from netprobe.errors import ConfigError
 from netprobe.measure.engine import EngineOptions
@@ -171,16 +171,21 @@ class MeasurementConfig:
 class ScheduleConfig:
     """The `schedule:` section."""
 
-    mean_interval: Annotated[float, DURATION] = 3600.0
-    min_interval: Annotated[float, DURATION] = 600.0
-    max_interval: Annotated[float, DURATION] = 3 * 3600.0
-    startup_delay: Annotated[float, DURATION] = 60.0
+    mean_interval_seconds: Annotated[float, DURATION, Key("mean_interval")] = 3600.0
+    min_interval_seconds: Annotated[float, DURATION, Key("min_interval")] = 600.0
+    max_interval_seconds: Annotated[float, DURATION, Key("max_interval")] = 3 * 3600.0
+    startup_delay_seconds: Annotated[float, DURATION, Key("startup_delay")] = 60.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_interval <= self.mean_interval <= self.max_interval:
+        low, mean, high = (
+            self.min_interval_seconds,
+            self.mean_interval_seconds,
+            self.max_interval_seconds,
+        )
+        if not 0 < low <= mean <= high:
             raise ValueError(
                 "expected 0 < min_interval <= mean_interval <= max_interval "
-                f"(got {self.min_interval:g} s, {self.mean_interval:g} s, {self.max_interval:g} s)"
+                f"(got {low:g} s, {mean:g} s, {high:g} s)"
             )
 
 

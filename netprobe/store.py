@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 from netprobe.compliance.evidence import GENESIS, ProbeKey, seal_record
-from netprobe.configschema import DURATION
+from netprobe.configschema import DURATION, Key
 from netprobe.errors import StoreError
 
 _SCHEMA = """
@@ -70,7 +70,7 @@ class StoreConfig:
 
     path: str = "/var/lib/netprobe/results.db"
     key_file: str | None = None
-    retention: Annotated[float, DURATION] = 400 * 86400.0
+    retention_seconds: Annotated[float, DURATION, Key("retention")] = 400 * 86400.0
 
 
 class Store:

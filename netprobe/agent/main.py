@@ -349,7 +349,7 @@ class Agent:
             log.exception("measurement cycle failed")
         finally:
             self.cycle_task = None
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.config.store.retention)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.config.store.retention_seconds)
         try:
             pruned = self.store.prune(cutoff.isoformat(timespec="microseconds"))
         except StoreError as exc:

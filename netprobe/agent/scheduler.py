@@ -4,7 +4,7 @@ Intervals are drawn from an exponential distribution around a mean and clamped, 
 at random moments (no pattern an ISP could favour, no alignment with other probes) yet never
 bunch up or leave long gaps:
 
-    schedule = ScheduleConfig(mean_interval=3600, min_interval=600, max_interval=10800)
+    schedule = ScheduleConfig(mean_interval_seconds=3600, min_interval_seconds=600)
     delay = next_interval(schedule, random.Random())      # seconds until the next test
 
 In BNetzA campaign mode (`compliance.de_bnetza.campaign.enabled`) the drawn delay is only a
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 def next_interval(schedule: ScheduleConfig, rng: random.Random) -> float:
     """Seconds to the next test: exponential around the mean, clamped to [min, max]."""
-    drawn = rng.expovariate(1.0 / schedule.mean_interval)
-    return min(max(drawn, schedule.min_interval), schedule.max_interval)
+    drawn = rng.expovariate(1.0 / schedule.mean_interval_seconds)
+    return min(max(drawn, schedule.min_interval_seconds), schedule.max_interval_seconds)
 
 
 def first_delay(
@@ -42,8 +42,8 @@ def first_delay(
     (that would measure the same moment many times); one test runs soon, after a short random
     delay that keeps a fleet of probes restarted together from testing in lockstep.
     """
-    soon = rng.uniform(0.5, 1.0) * schedule.startup_delay
-    if seconds_since_last is None or seconds_since_last >= schedule.mean_interval:
+    soon = rng.uniform(0.5, 1.0) * schedule.startup_delay_seconds
+    if seconds_since_last is None or seconds_since_last >= schedule.mean_interval_seconds:
         return soon
     return max(soon, next_interval(schedule, rng) - seconds_since_last)
 
