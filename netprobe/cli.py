@@ -386,18 +386,18 @@ def results_export(
 
     from netprobe.config import open_named_store
     from netprobe.errors import ConfigError
-    from netprobe.store import write_csv
+    from netprobe.report.csv import write_csv
 
     if output_format not in ("jsonl", "csv"):
         raise ConfigError(f"--format must be jsonl or csv, not {output_format!r}")
-    opened, _zone = open_named_store(config, store)
+    opened, zone = open_named_store(config, store)
     records = opened.records(kind=kind, since=since, until=until)
     opened.close()
     if output_format == "jsonl":
         for record in records:
             sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
     else:
-        write_csv(records, sys.stdout)
+        write_csv(records, sys.stdout, zone)
 
 
 report_app = _App(help="Compliance reports, and checking their evidence.")

@@ -19,13 +19,11 @@ each into an "aborted" result, so the interruption is part of the record.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 from netprobe.compliance.evidence import GENESIS, ProbeKey, seal_record
 from netprobe.configschema import DURATION, Key
@@ -195,53 +193,3 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
-
-
-CSV_COLUMNS = (
-    "seq",
-    "id",
-    "run_id",
-    "kind",
-    "started_at",
-    "probe_id",
-    "server",
-    "direction",
-    "outcome",
-    "ok",
-    "valid",
-    "invalid_reason",
-    "peak",
-    "bytes_per_second",
-    "window_seconds",
-    "total_bytes",
-    "streams",
-    "reason",
-    "idle_latency_seconds",
-    "loaded_latency_seconds",
-    "cross_traffic_bytes_per_second",
-    "cross_traffic_during_bytes_per_second",
-    "cpu_percent",
-    "link_type",
-    "link_speed_bytes_per_second",
-    "hash",
-)
-
-
-def write_csv(records: Iterable[dict[str, Any]], out: TextIO) -> None:
-    """One row per direction of each record (samples stay in the JSONL export)."""
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for record in records:
-        conditions = record.get("conditions") or {}
-        server = record.get("server")
-        evidence = record.get("evidence") or {}
-        base = {
-            **{k: record.get(k) for k in CSV_COLUMNS if k in record},
-            **{k: conditions.get(k) for k in CSV_COLUMNS if k in conditions},
-            "server": server.get("url") if isinstance(server, dict) else server,
-            "seq": evidence.get("seq"),
-            "hash": evidence.get("hash"),
-        }
-        parts = [record[d] for d in ("download", "upload") if isinstance(record.get(d), dict)]
-        for part in parts or [{}]:
-            writer.writerow({**base, **{k: part.get(k) for k in CSV_COLUMNS if k in part}})
