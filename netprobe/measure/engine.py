@@ -377,6 +377,10 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
             break
 
     stop_seconds = clock() - run.start
+    assert warmup_end is not None
+    # Stopping can take seconds (a server sends its report, a protocol closes politely): say
+    # so, so a progress line does not look frozen.
+    run.emit("finishing", t_seconds=now, detail=_FINISH_TIMEOUT_SECONDS)
     receiver = await _finish(run)
     series = receiver or run.series
     window_bytes, window_seconds, warmup_bytes = rmbt_window(series, warmup_end, now)
