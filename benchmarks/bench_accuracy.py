@@ -13,10 +13,12 @@ as a whole process, one direction at a time, as a user would run it:
 - speedtest-cli (the real package, its CLI code) against netprobe serve's legacy HTTP routes,
   with its configuration download answered locally (`python -m netprobe.measure.ookla`).
 
-Columns: each tool's rate, its error against iperf3, the client's CPU seconds (user + system,
-the whole process including interpreter start-up) per GB on the wire, the CPU while the test
-itself ran (iperf3's own cpu_utilization over its 8 s; netprobe's `cpu_seconds` from its
-result) per GB, and the bytes on the wire (both directions of the probe's interface) per test.
+One row per link, direction and tool: its rate, its error against iperf3, the bytes on the wire
+(both directions of the probe's interface: warm-up, window and whatever the stop left in
+flight) and their share of speedtest-cli's, the wall-clock seconds, the client's CPU seconds
+(user + system) per GB on the wire for the whole process (interpreter start-up included) and
+while the test itself ran (iperf3's own cpu_utilization over its 8 s; netprobe's
+`cpu_seconds` from its result; speedtest-cli has no such figure).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import resource
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,7 @@ class Run:
     bytes_per_second: float
     cpu_seconds: float
     wire_bytes: int
+    seconds: float
     in_test_cpu_seconds: float | None = None
 
     @property
@@ -66,14 +70,16 @@ def children_cpu() -> float:
 
 def timed(lab: Lab, tool: str, argv: list[str], rate_of, in_test_cpu_of=None) -> Run:
     """Run a tool; its rate and in-test CPU come from its JSON, the rest from the OS."""
-    cpu, wire = children_cpu(), lab.interface_bytes()
+    cpu, wire, started = children_cpu(), lab.interface_bytes(), time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+    seconds = time.monotonic() - started
+    time.sleep(2.0)  # what the stop left queued still crosses the link: count it
     cpu, wire = children_cpu() - cpu, lab.interface_bytes() - wire
     if done.returncode not in (0, 3):
         raise RuntimeError(f"{tool} failed: {done.stderr.strip()[-300:]}")
     report = json.loads(done.stdout)
     in_test = in_test_cpu_of(report) if in_test_cpu_of else None
-    return Run(tool, rate_of(report), cpu, wire, in_test)
+    return Run(tool, rate_of(report), cpu, wire, seconds, in_test)
 
 
 def measure(lab: Lab, url: str, direction: str) -> list[Run]:
@@ -130,10 +136,9 @@ def main() -> None:
     if why:
         sys.exit(f"cannot run: {why}")
     rows = [
-        "| link (Mbit/s) | direction | iperf3 Mbit/s | netprobe Mbit/s (error) "
-        "| speedtest-cli Mbit/s (error) | CPU s/GB iperf3 / netprobe / speedtest-cli "
-        "| in-test CPU s/GB iperf3 / netprobe | MB per test iperf3 / netprobe / speedtest-cli |",
-        "|---|---|---|---|---|---|---|---|",
+        "| link (Mbit/s) | direction | tool | Mbit/s | error vs iperf3 | MB on the wire "
+        "| share of speedtest-cli's bytes | seconds | CPU s/GB process | CPU s/GB in test |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for profile in args.profiles.split(","):
         down, up = profile.split("/")
@@ -141,19 +146,17 @@ def main() -> None:
             url = lab.start_netprobe_server()
             lab.start_iperf3_server()
             for direction in ("download", "upload"):
-                iperf3, netprobe, speedtest = measure(lab, url, direction)
-                row = (
-                    f"| {profile} | {direction} | {iperf3.mbit:.1f} "
-                    f"| {netprobe.mbit:.1f} ({netprobe.mbit / iperf3.mbit - 1:+.1%}) "
-                    f"| {speedtest.mbit:.1f} ({speedtest.mbit / iperf3.mbit - 1:+.1%}) "
-                    f"| {iperf3.cpu_per_gb:.2f} / {netprobe.cpu_per_gb:.2f} / "
-                    f"{speedtest.cpu_per_gb:.2f} "
-                    f"| {iperf3.in_test_cpu_per_gb:.2f} / {netprobe.in_test_cpu_per_gb:.2f} "
-                    f"| {iperf3.wire_bytes / 1e6:.0f} / {netprobe.wire_bytes / 1e6:.0f} / "
-                    f"{speedtest.wire_bytes / 1e6:.0f} |"
-                )
-                print(row, flush=True)
-                rows.append(row)
+                runs = measure(lab, url, direction)
+                iperf3, speedtest = runs[0], runs[2]
+                for run in runs:
+                    row = (
+                        f"| {profile} | {direction} | {run.tool} | {run.mbit:.2f} "
+                        f"| {run.mbit / iperf3.mbit - 1:+.2%} | {run.wire_bytes / 1e6:.1f} "
+                        f"| {run.wire_bytes / speedtest.wire_bytes:.0%} | {run.seconds:.1f} "
+                        f"| {run.cpu_per_gb:.2f} | {run.in_test_cpu_per_gb:.2f} |"
+                    )
+                    print(row, flush=True)
+                    rows.append(row)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(rows) + "\n")
     print(f"written to {args.output}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -116,3 +117,47 @@ async def test_a_budget_spent_in_warm_up_is_a_clear_failure():
     result = await measure_direction(transfer, EngineOptions(streams=2, max_bytes=1_000_000))
     assert not result.ok and result.reason == "budget"
     assert "--max-bytes" in (result.error or "")
+    assert result.total_bytes >= 1_000_000  # what the failed attempt moved is still reported
+
+
+async def test_a_ramp_never_lands_in_a_fixed_window():
+    # 1.5 s of linear ramp, then 4 MB/s per stream: a 2 s window must read the steady rate.
+    transfer = ClockedTransfer(lambda t: 4e6 * min(1.0, (t + 0.01) / 1.5))
+    result = await measure_direction(transfer, EngineOptions(streams=2, duration_seconds=2))
+    assert result.ok
+    assert result.bytes_per_second == pytest.approx(8e6, rel=0.02)
+    assert "fixed 2 s" in result.method.window_rule
+
+
+async def test_a_steady_line_stops_once_the_figure_holds():
+    # The old rule spent at least 1.5 s of warm-up and a 3 s window on any line.
+    transfer = ClockedTransfer(lambda t: 1e6)
+    transfer.bytes_until = lambda t: int(1e6 * t)  # exactly steady, no 10 ms steps
+    result = await measure_direction(transfer, EngineOptions(streams=2))
+    assert result.ok
+    assert result.bytes_per_second == pytest.approx(2e6, rel=0.01)
+    assert result.total_bytes < 0.6 * 2e6 * (1.5 + 3.0)
+    assert "ended by precision" in result.method.window_rule, result.method.window_rule
+
+
+async def test_a_multi_gigabit_line_fits_the_default_budget():
+    # 4 streams at 1 GB/s each with CPU-like noise that never looks steady: the warm-up ends by
+    # time once 40 % of the 3 GB budget is gone and the window gets the rest.
+    transfer = ClockedTransfer(lambda t: 1e9 * (1 + 0.3 * math.sin(t * 40)))
+    result = await measure_direction(transfer, EngineOptions())
+    assert result.ok, result.error
+    assert "of the budget spent" in result.method.warmup_rule
+    assert "ended by budget" in result.method.window_rule
+    assert result.bytes_per_second == pytest.approx(4e9, rel=0.2)
+
+
+async def test_no_streams_are_added_while_a_queue_stands():
+    class Queued(ClockedTransfer):
+        async def stream(self, index, counter, stop):
+            counter.rtts = lambda: (0.050, 0.010)  # 40 ms of queue on a 10 ms path: full
+            return await super().stream(index, counter, stop)
+
+    result = await measure_direction(
+        Queued(lambda t: 1e6), EngineOptions(streams_min=2, duration_seconds=0.5)
+    )
+    assert result.ok and result.streams == 2

@@ -78,8 +78,9 @@ class EngineOptions:
     """How a direction is measured; the defaults suit 1 Mbit/s to tens of Gbit/s.
 
     Warm-up ends when three consecutive rate spans agree within `warmup_tolerance`; the window
-    then starts at the second of them (steady data is not thrown away) and ends when its running
-    estimate has held within `adaptive_tolerance` for `adaptive_hold_seconds`. A span is
+    then starts at the second of them (steady data is not thrown away) and ends once its figure
+    is known within `adaptive_tolerance` (`_window_uncertainty`), at least `adaptive_min_seconds`
+    and two spans after it started. A span is
     `rate_span_seconds` or, on slow lines, the time `span_min_bytes` take: below a few hundred
     kB, ACKs and segments arriving in lumps look like rate changes that are not there. A fast line that would spend the budget before it looks steady
     (CPU noise, not TCP's ramp, on multi-Gbit paths) ends its warm-up by time once
@@ -104,7 +105,6 @@ class EngineOptions:
     adaptive_min_seconds: float = 0.6
     adaptive_max_seconds: float = 10.0
     adaptive_tolerance: float = 0.005
-    adaptive_hold_seconds: float = 0.3
     stall_seconds: float = 5.0
 
     def method(self, protocol: str, streams: int, measured_at: str) -> Method:
@@ -113,8 +113,8 @@ class EngineOptions:
             f"fixed {self.duration_seconds:g} s"
             if self.duration_seconds
             else f"adaptive {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s: "
-            f"stop when the estimate held within {self.adaptive_tolerance:.1%} "
-            f"for {self.adaptive_hold_seconds:g} s or a rate span"
+            f"stop when the count's largest gap from a straight line is within "
+            f"{self.adaptive_tolerance / 2:.2%} of the window's bytes"
         )
         return Method(
             protocol=protocol,
@@ -451,32 +451,36 @@ def _window_done(run: _Run, warmup_end: float, now: float, span: float) -> bool:
     if window >= options.adaptive_max_seconds:
         run.window_ended_by = f"the {options.adaptive_max_seconds:g} s limit"
         return True
-    hold = max(options.adaptive_hold_seconds, span)
-    if window >= max(options.adaptive_min_seconds, 2 * hold) and _estimate_settled(
-        run, warmup_end, now, hold
+    if (
+        window >= max(options.adaptive_min_seconds, 2 * span)
+        and _window_uncertainty(run, warmup_end, now) <= options.adaptive_tolerance
     ):
-        run.window_ended_by = (
-            f"precision: held within {options.adaptive_tolerance:.1%} for {hold:.2g} s"
-        )
+        run.window_ended_by = f"precision: known within {options.adaptive_tolerance:.1%}"
         return True
     return False
 
 
-def _estimate_settled(run: _Run, warmup_end: float, now: float, hold: float) -> bool:
-    """True when the window's running estimate stayed within the tolerance over the hold time."""
-    options = run.options
-    start_bytes = run.total_at(warmup_end)
+def _window_uncertainty(run: _Run, start: float, now: float) -> float:
+    """How far the window's figure may be off: twice the largest gap, inside the window, between
+    the byte count and the straight line of the window's mean rate, over the window's bytes.
 
-    def estimate(t: float) -> float:
-        return (run.total_at(t) - start_bytes) / (t - warmup_end)
-
-    current = estimate(now)
-    past = [estimate(t) for t in run.ticks if now - hold <= t < now and t - warmup_end > hold]
-    return (
-        bool(past)
-        and current > 0
-        and all(abs(p - current) / current <= options.adaptive_tolerance for p in past)
+    A smooth line is known after a few ticks; one whose bytes arrive in lumps (ACK trains,
+    loss recovery) needs a window long enough for a lump to be small beside it.
+    """
+    start_bytes = run.total_at(start)
+    window_bytes = run.total_at(now) - start_bytes
+    if window_bytes <= 0:
+        return float("inf")
+    rate = window_bytes / (now - start)
+    gap = max(
+        (
+            abs(total - start_bytes - rate * (t - start))
+            for t, total in zip(run.ticks, run.totals, strict=True)
+            if start < t < now
+        ),
+        default=0.0,
     )
+    return 2 * gap / window_bytes
 
 
 async def _finish(run: _Run) -> list[StreamSeries] | None:
