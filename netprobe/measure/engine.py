@@ -104,7 +104,7 @@ class EngineOptions:
     stream_gain: float = 0.10
     adaptive_min_seconds: float = 0.6
     adaptive_max_seconds: float = 10.0
-    adaptive_tolerance: float = 0.005
+    adaptive_tolerance: float = 0.01
     stall_seconds: float = 5.0
 
     def method(self, protocol: str, streams: int, measured_at: str) -> Method:
