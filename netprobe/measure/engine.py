@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ class EngineOptions:
     time_limit_seconds: float = 30.0
     sample_interval_seconds: float = 0.1
     rate_span_seconds: float = 0.25
-    span_min_bytes: int = 256_000
+    span_min_bytes: int = 512_000
     span_max_seconds: float = 2.0
     warmup_min_seconds: float = 0.5
     warmup_max_seconds: float = 8.0
@@ -103,7 +104,7 @@ class EngineOptions:
     warmup_budget_share: float = 0.4
     stream_gain: float = 0.10
     adaptive_min_seconds: float = 0.6
-    adaptive_max_seconds: float = 10.0
+    adaptive_max_seconds: float = 6.0
     adaptive_tolerance: float = 0.01
     stall_seconds: float = 5.0
 
@@ -113,7 +114,7 @@ class EngineOptions:
             f"fixed {self.duration_seconds:g} s"
             if self.duration_seconds
             else f"adaptive {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s: "
-            f"stop when the count's largest gap from a straight line is within "
+            f"stop when the count's typical gap from a straight line is within "
             f"{self.adaptive_tolerance / 2:.2%} of the window's bytes"
         )
         return Method(
@@ -461,8 +462,9 @@ def _window_done(run: _Run, warmup_end: float, now: float, span: float) -> bool:
 
 
 def _window_uncertainty(run: _Run, start: float, now: float) -> float:
-    """How far the window's figure may be off: twice the largest gap, inside the window, between
-    the byte count and the straight line of the window's mean rate, over the window's bytes.
+    """How far the window's figure may be off: twice the typical (root mean square) gap, inside
+    the window, between the byte count and the straight line of the window's mean rate, over
+    the window's bytes. The figure is off by the gaps at its two ends.
 
     A smooth line is known after a few ticks; one whose bytes arrive in lumps (ACK trains,
     loss recovery) needs a window long enough for a lump to be small beside it.
@@ -472,15 +474,12 @@ def _window_uncertainty(run: _Run, start: float, now: float) -> float:
     if window_bytes <= 0:
         return float("inf")
     rate = window_bytes / (now - start)
-    gap = max(
-        (
-            abs(total - start_bytes - rate * (t - start))
-            for t, total in zip(run.ticks, run.totals, strict=True)
-            if start < t < now
-        ),
-        default=0.0,
-    )
-    return 2 * gap / window_bytes
+    gaps = [
+        (total - start_bytes - rate * (t - start)) ** 2
+        for t, total in zip(run.ticks, run.totals, strict=True)
+        if start < t < now
+    ]
+    return 2 * math.sqrt(sum(gaps) / len(gaps)) / window_bytes if gaps else float("inf")
 
 
 async def _finish(run: _Run) -> list[StreamSeries] | None:

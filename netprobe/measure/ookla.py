@@ -49,6 +49,9 @@ SPEEDTEST_NET = "https://www.speedtest.net"
 # The hosts the package fetches its configuration and server list from.
 SPEEDTEST_NET_HOSTS = frozenset({"www.speedtest.net", "c.speedtest.net"})
 METHOD_WINDOW = "speedtest-cli: 10 s per direction from the configuration, images of growing size"
+# speedtest-cli times an upload by the bytes its threads handed to the socket: data still queued
+# in buffers counts as sent, so on a slow or bloated uplink the figure runs high.
+SENDER_SIDE = "; sender-side figure: bytes handed to the socket over wall time, not what arrived"
 
 
 class SpeedtestNetRedirect(urllib.request.BaseHandler):
@@ -210,7 +213,7 @@ class OoklaBackend:
             engine=f"speedtest-cli/{speedtest.__version__}",
             streams=options.streams or 0,
             warmup_rule="none",
-            window_rule=METHOD_WINDOW,
+            window_rule=METHOD_WINDOW + ("" if direction == "download" else SENDER_SIDE),
             aggregate="total_over_wall_time",
             measured_at="receiver" if direction == "download" else "sender",
         )
