@@ -44,21 +44,25 @@ class ByteCounter:
     set, gives (RTT under load, minimum RTT) seconds: whether a queue stands at the bottleneck.
     """
 
-    __slots__ = ("by_kernel", "bytes", "rtts", "source")
+    __slots__ = ("by_kernel", "bytes", "peak", "rtts", "source")
 
     def __init__(self) -> None:
         self.bytes = 0
         self.source: Callable[[], int | None] | None = None
         self.rtts: Callable[[], tuple[float, float] | None] | None = None
         self.by_kernel = False  # the last read came from the kernel's count
+        self.peak = 0
 
     def add(self, n: int) -> None:
         self.bytes += n
 
     def read(self) -> int:
+        """The count so far; it never goes back (a retransmission timeout makes the kernel
+        forget selective ACKs, which would read as bytes un-arriving and then a burst)."""
         kernel = self.source() if self.source is not None else None
         self.by_kernel = kernel is not None
-        return self.bytes if kernel is None else kernel
+        self.peak = max(self.peak, self.bytes if kernel is None else kernel)
+        return self.peak
 
 
 class Transfer(Protocol):
