@@ -37,3 +37,21 @@ def test_within_two_percent_of_iperf3(make_lab, down, up):
         # and the figure is TCP payload on the shaped rate: about 95.6 % of it
         shaped = lab.down if measured.direction == "download" else lab.up
         assert 0.90 < measured.bytes_per_second * 8 / float(shaped.removesuffix("Mbit")) / 1e6 < 1
+
+
+def test_the_defaults_stop_early_and_stay_accurate(make_lab):
+    """With the default adaptive rules, a steady link costs a fraction of the old rules' minimum
+    (1.5 s of warm-up and a 3 s window at the line rate) and the figure stays within 1.5 %."""
+    lab = make_lab(down="100Mbit", up="20Mbit")
+    lab.start_netprobe_server()
+    lab.start_iperf3_server()
+    result = asyncio.run(
+        measure_line(NativeBackend(lab.netprobe_url), ["download", "upload"], EngineOptions())
+    )
+    reference = {"download": lab.iperf3(reverse=True), "upload": lab.iperf3(reverse=False)}
+    for measured in result.directions():
+        assert measured.ok, measured.error
+        rate = reference[measured.direction]["bytes_per_second"]
+        assert measured.bytes_per_second == pytest.approx(rate, rel=0.015), measured.direction
+        assert measured.total_bytes < 0.6 * rate * (1.5 + 3.0), measured.direction
+        assert "ended by" in measured.method.window_rule
