@@ -1,5 +1,5 @@
-"""One measurement cycle of the agent: budget, gates, the line test, its conditions, storing it,
-and the cloud drives right after it.
+"""One measurement cycle of the agent: budget, gates, the line test, its conditions, and the
+cloud drives right after it; every event of the run goes to the agent's sinks.
 
 The cycle never runs two tests at once: drives are probed after the line test, back to back,
 so each sees the line alone. A test in progress is marked in the store first, so a crash
@@ -23,10 +23,10 @@ from netprobe.agent.gates import Gates, Link, cross_traffic_during, invalid_reas
 from netprobe.agent.metrics import AgentStatus
 from netprobe.config import AgentConfig, ServerConfig
 from netprobe.errors import StoreError
+from netprobe.events import HoldResult, Sink, result_event
 from netprobe.measure.line import backend_for, measure_line
 from netprobe.results import Conditions, DirectionResult, LineResult, Server, new_id
 from netprobe.store import Store
-from netprobe.units import format_rate
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Cycle:
     config: AgentConfig
     store: Store
     status: AgentStatus
-    observe: Callable[[dict[str, Any]], None]
+    sink: Sink  # the agent's sinks (store, metrics, push, log), fanned out
     interface: str | None
     sysfs_root: Path = Path("/sys/class/net")
     gates: Gates | None = None
@@ -48,18 +48,10 @@ class Cycle:
         if self.gates is None:
             self.gates = Gates(self.config.gates, self.interface)
 
-    def store_result(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        """Store, count the data used and feed the metric sources; a store failure is counted."""
-        try:
-            sealed = self.store.add(record)
-        except StoreError as exc:
-            self.status.store_errors += 1
-            log.error("%s", exc)
-            self.observe(record)
-            return None
-        self.observe(sealed)
+    def finish(self, record: dict[str, Any]) -> None:
+        """The run's last event, with the completed record; then the month's data count."""
+        self.sink.emit(result_event(record))
         self.refresh_data_used()
-        return sealed
 
     def refresh_data_used(self) -> None:
         budget = DataBudget(self.config.budget)
@@ -148,10 +140,11 @@ class Cycle:
                 backend_for(target.protocol, target.url),
                 config.measurement.test_directions(),
                 config.measurement.engine_options(),
+                HoldResult(self.sink),
             )
         except asyncio.CancelledError:
             log.warning("test aborted: the agent is stopping")
-            self.store_result(placeholder.to_dict())
+            self.finish(placeholder.to_dict())
             raise
         seconds = time.monotonic() - start
         after = self.gates.counter()
@@ -171,8 +164,7 @@ class Cycle:
             contracted = max(config.contract.download, config.contract.upload)
             reason = invalid_reason(config.gates, link, contracted, during)
             result.valid, result.invalid_reason = reason is None, reason
-        self.store_result(result.to_dict())
-        log.info("%s", describe(result))
+        self.finish(result.to_dict())
         await self.probe_drives(result)
         return result
 
@@ -182,16 +174,11 @@ class Cycle:
             return
         from netprobe.drives.run import probe_drives
 
-        for drive_result in await probe_drives(self.config.drives, line=line, run_id=line.run_id):
-            drive_result.probe_id = drive_result.probe_id or line.probe_id
-            self.store_result(drive_result.to_dict())
-
-
-def describe(result: LineResult) -> str:
-    """One log line a person can read."""
-    parts = []
-    for part in result.directions():
-        figure = format_rate(part.bytes_per_second) if part.bytes_per_second else part.reason
-        parts.append(f"{part.direction} {figure}")
-    verdict = "valid" if result.valid else f"not valid ({result.invalid_reason})"
-    return f"line test {result.outcome}: {', '.join(parts)}; {verdict}"
+        await probe_drives(
+            self.config.drives,
+            line=line,
+            run_id=line.run_id,
+            sink=self.sink,
+            probe_id=line.probe_id,
+        )
+        self.refresh_data_used()

@@ -19,10 +19,12 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from netprobe.events import ResultObserver
+
 _DIRECTIONS = ("download", "upload")
 
 
-class DriveMetrics:
+class DriveMetrics(ResultObserver):
     """A prometheus_client collector of the drive probe metrics (METHOD.md §6 names)."""
 
     def __init__(self) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from netprobe.errors import ConfigError, MeasurementError
-from netprobe.events import Sink
+from netprobe.events import Sink, result_event
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.latency import sample_while
 from netprobe.results import Direction, DirectionResult, LineResult, Server
@@ -88,6 +88,8 @@ async def measure_line(
                 result, direction, DirectionResult.failed(direction, exc.reason, str(exc), method)
             )
         result.outcome = "failed"
+        if sink is not None:
+            sink.emit(result_event(result.to_dict()))
         return result
     result = LineResult(server=server)
     result.idle_latency_seconds = await _idle_latency(backend)
@@ -95,6 +97,8 @@ async def measure_line(
         setattr(result, direction, await _measure_loaded(backend, direction, options, sink))
     if result.failed_reason() is not None:
         result.outcome = "failed"
+    if sink is not None:
+        sink.emit(result_event(result.to_dict()))
     return result
 
 
