@@ -8,6 +8,8 @@ ones ("MiB") powers of 1024. Everything inside netprobe is bytes and seconds.
 from __future__ import annotations
 
 import re
+import zoneinfo
+from datetime import tzinfo
 
 from netprobe.errors import UnitError
 
@@ -96,3 +98,11 @@ def format_size(n_bytes: float) -> str:
         if n_bytes >= scale:
             return f"{n_bytes / scale:.1f} {prefix}B"
     return f"{n_bytes:.0f} B"
+
+
+def time_zone(name: str, option: str = "timezone") -> tzinfo:
+    """The IANA time zone called `name` (e.g. "Europe/Berlin"), or UnitError naming `option`."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UnitError(f"{option}: {name!r} is not a known time zone (e.g. Europe/Berlin)") from None

@@ -24,6 +24,7 @@ from netprobe.agent.metrics import AgentStatus
 from netprobe.config import AgentConfig, ServerConfig
 from netprobe.errors import StoreError
 from netprobe.events import HoldResult, Sink, result_event
+from netprobe.i18n import _
 from netprobe.measure.line import backend_for, measure_line
 from netprobe.results import Conditions, DirectionResult, LineResult, Server, new_id
 from netprobe.store import Store
@@ -135,6 +136,7 @@ class Cycle:
         config = self.config
         assert self.gates is not None
         before, start = self.gates.counter(), time.monotonic()
+        log.info(_("line test starting against %s (%s)"), server_name(target), target.protocol)
         try:
             result = await measure_line(
                 backend_for(target.protocol, target.url),
@@ -148,6 +150,7 @@ class Cycle:
             raise
         seconds = time.monotonic() - start
         after = self.gates.counter()
+        result.server.name = result.server.name or target.name
         result.id, result.run_id = placeholder.id, placeholder.run_id
         result.started_at, result.peak = placeholder.started_at, placeholder.peak
         result.probe_id = placeholder.probe_id
@@ -182,3 +185,16 @@ class Cycle:
             probe_id=line.probe_id,
         )
         self.refresh_data_used()
+
+
+def server_name(target: ServerConfig | dict[str, Any]) -> str:
+    """ "name (url)", or the url of a server without a name."""
+    name, url = (
+        (target.name, target.url)
+        if isinstance(target, ServerConfig)
+        else (
+            target.get("name", ""),
+            target.get("url", ""),
+        )
+    )
+    return f"{name} ({url})" if name else url

@@ -14,10 +14,12 @@ import logging
 from typing import Any
 
 from netprobe.agent.metrics import AgentStatus
+from netprobe.agent.run import server_name
 from netprobe.drives.result import DriveResult
 from netprobe.drives.result import describe as describe_transfer
 from netprobe.errors import StoreError
 from netprobe.events import ResultObserver
+from netprobe.i18n import _
 from netprobe.store import Store
 from netprobe.units import format_rate
 
@@ -42,29 +44,37 @@ class StoreSink(ResultObserver):
 
 
 class LogSink(ResultObserver):
-    """One readable log line per finished line test or drive probe."""
+    """One readable log line per finished line test or drive probe; a failure is a warning."""
 
     def observe(self, record: dict[str, Any]) -> None:
         if record.get("kind") == "line":
-            log.info("%s", describe_line(record))
+            level = logging.WARNING if record.get("outcome") == "failed" else logging.INFO
+            server = server_name(record.get("server") or {})
+            log.log(level, "%s: %s", server, describe_line(record))
         elif record.get("kind") == "drive":
             result = DriveResult.from_dict({k: v for k, v in record.items() if k != "evidence"})
             for transfer in result.directions():
                 log.info("drive %s", describe_transfer(result, transfer))
 
 
-def _figure(part: dict[str, Any]) -> str:
-    rate = part.get("bytes_per_second")
-    return format_rate(rate) if part.get("ok") and rate else f"failed ({part.get('reason')})"
-
-
 def describe_line(record: dict[str, Any]) -> str:
-    """One log line a person can read."""
-    parts = [
-        f"{direction} {_figure(record[direction])}"
-        for direction in ("download", "upload")
-        if isinstance(record.get(direction), dict)
-    ]
-    valid = record.get("valid", True)
-    verdict = "valid" if valid else f"not valid ({record.get('invalid_reason')})"
-    return f"line test {record.get('outcome')}: {', '.join(parts)}; {verdict}"
+    """One log line a person can read, in the language in use; a failure says why."""
+    parts = []
+    for direction in ("download", "upload"):
+        part = record.get(direction)
+        if not isinstance(part, dict):
+            continue
+        rate = part.get("bytes_per_second")
+        if part.get("ok") and rate:
+            figure = format_rate(rate)
+        else:
+            figure = _("failed: {reason}").format(reason=part.get("error") or part.get("reason"))
+        parts.append(f"{_(direction)} {figure}")
+    verdict = (
+        _("valid")
+        if record.get("valid", True)
+        else _("not valid ({reason})").format(reason=record.get("invalid_reason"))
+    )
+    return _("line test {outcome}: {parts}; {verdict}").format(
+        outcome=_(str(record.get("outcome"))), parts=", ".join(parts), verdict=verdict
+    )
