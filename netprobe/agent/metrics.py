@@ -1,4 +1,4 @@
-"""The line and agent metric families (METHOD.md §6), produced at scrape time.
+"""The line and agent metric families (docs/method.md §6), produced at scrape time.
 
 `LineMetrics` is the metric source for line tests: the agent hands it every stored line
 result; it keeps the last figures and the counters. `AgentMetrics` reads the agent's own

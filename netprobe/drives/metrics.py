@@ -25,7 +25,7 @@ _DIRECTIONS = ("download", "upload")
 
 
 class DriveMetrics(ResultObserver):
-    """A prometheus_client collector of the drive probe metrics (METHOD.md §6 names)."""
+    """A prometheus_client collector of the drive probe metrics (docs/method.md §6 names)."""
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, str], dict[str, Any]] = {}

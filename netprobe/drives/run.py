@@ -2,7 +2,7 @@
 
 The agent calls `probe_drives` right after a line test, with that test's result and run id, so
 the drive and the line are measured back to back on the same WAN but never at the same time
-(METHOD.md §5):
+(docs/method.md §5):
 
     line = await measure_line(backend, ["download", "upload"], options)
     drives = await probe_drives(config.drives, line=line, run_id=line.run_id)

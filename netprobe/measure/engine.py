@@ -2,7 +2,7 @@
 
 The engine knows nothing of protocols. A protocol module hands it a `Transfer` that moves bytes
 on one stream and counts them; the engine decides how many streams, when the warm-up is over,
-when to stop, and turns the per-stream series into one figure (METHOD.md §2):
+when to stop, and turns the per-stream series into one figure (docs/method.md §2):
 
     result = await measure_direction(transfer, EngineOptions(duration_seconds=5), sink)
 
