@@ -230,6 +230,7 @@ def build_app(
     reload: Callable[[], Awaitable[str | None]] | None = None,
     probe_id: Callable[[], str] = lambda: "",
     auth: Callable[[], BasicAuth] = lambda: BasicAuth({}),
+    problems: Callable[[], list[str]] = list,
 ) -> web.Application:
     """The exporter's routes; `reload()` returns None on success or the error message.
 
@@ -255,6 +256,9 @@ def build_app(
         return web.Response(text=page, content_type="text/html")
 
     async def healthy(request: web.Request) -> web.Response:
+        found = problems()
+        if found:
+            return web.Response(status=503, text="Unhealthy: " + "; ".join(found) + "\n")
         return web.Response(text="Healthy\n")
 
     async def do_reload(request: web.Request) -> web.Response:

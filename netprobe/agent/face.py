@@ -36,6 +36,7 @@ class HttpFace:
             reload=life.reload if life.config.exporter.enable_lifecycle else None,
             probe_id=lambda: life.config.probe.id,
             auth=lambda: life.auth,
+            problems=life.status.problems,
         )
         tls = ssl_context(life.tls) if life.tls else None
         host, port = parse_listen(listen)
