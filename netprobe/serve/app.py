@@ -6,9 +6,12 @@ web.run_app(app, host="0.0.0.0", port=8080)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from netprobe import __version__
+from netprobe.errors import cannot_listen
 from netprobe.serve import cloudflare, librespeed, native, ndt7, speedtest
 from netprobe.serve.state import PROTOCOL_NAMES, ServerLimits, ServerState
 
@@ -45,7 +48,11 @@ async def start_server(host: str, port: int, limits: ServerLimits | None = None)
     """Start the server on the running loop; returns the runner (call `cleanup()` to stop)."""
     runner = web.AppRunner(build_app(limits), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise cannot_listen(host, port, exc) from None
     return runner
 
 
@@ -55,6 +62,22 @@ def bound_port(runner: web.AppRunner) -> int:
     return int(addresses[0][1])
 
 
-def serve_forever(host: str, port: int, limits: ServerLimits | None = None) -> None:
-    """Run the server until interrupted (the `netprobe serve` command)."""
-    web.run_app(build_app(limits), host=host, port=port, access_log=None, print=None)
+def serve_forever(
+    host: str,
+    port: int,
+    limits: ServerLimits | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Run the server until interrupted (the `netprobe serve` command); `announce` gets one
+    line once it listens, so nothing claims it listens on a port it could not take."""
+    line = f"netprobe server {__version__} listening on http://{host}:{port}/"
+    try:
+        web.run_app(
+            build_app(limits),
+            host=host,
+            port=port,
+            access_log=None,
+            print=(lambda _aiohttp_text: announce(line)) if announce else None,
+        )
+    except OSError as exc:
+        raise cannot_listen(host, port, exc) from None
