@@ -127,6 +127,15 @@ def serve(
     rate: Annotated[
         str | None, typer.Option(help="Act as a line of DOWN/UP, e.g. 100M/20M (default: no cap)")
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections at most (also kept below the fd limit)")
+    ] = 512,
+    access_log: Annotated[
+        str | None, typer.Option(help="Append one line per test to this file ('-': stderr)")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve Prometheus metrics at HOST:PORT/metrics")
+    ] = None,
 ) -> None:
     """Run the reference test server."""
     from netprobe.serve.app import serve_forever
@@ -136,6 +145,7 @@ def serve(
     try:
         request_bytes = parse_size(max_request_bytes)
         rates = _parse_plan(rate, "--rate") if rate else {}
+        metrics_address = _parse_listen(metrics, "--metrics") if metrics else None
     except (ValueError, UnitError) as exc:
         raise _bad_input(str(exc)) from None
     typer.echo(f"netprobe server {__version__} listening on http://{host}:{port}/", err=True)
@@ -146,10 +156,20 @@ def serve(
             max_bytes_per_request=request_bytes,
             max_request_seconds=max_request_seconds,
             max_tests=max_tests,
+            max_connections=max_connections,
             download_rate_bytes_per_second=rates.get("download"),
             upload_rate_bytes_per_second=rates.get("upload"),
         ),
+        access_log=access_log,
+        metrics=metrics_address,
     )
+
+
+def _parse_listen(address: str, option: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{option} must be HOST:PORT, e.g. 127.0.0.1:9101, not {address!r}")
+    return host.strip("[]"), int(port)
 
 
 @app.command()
