@@ -130,6 +130,12 @@ def serve(
     max_connections: Annotated[
         int, typer.Option(min=1, help="Open connections at most (also kept below the fd limit)")
     ] = 512,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds a client has to send a request's headers")
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds an upload may send nothing before it is cut")
+    ] = 10.0,
     access_log: Annotated[
         str | None, typer.Option(help="Append one line per test to this file ('-': stderr)")
     ] = None,
@@ -157,6 +163,8 @@ def serve(
             max_request_seconds=max_request_seconds,
             max_tests=max_tests,
             max_connections=max_connections,
+            header_timeout_seconds=header_timeout,
+            idle_body_timeout_seconds=idle_timeout,
             download_rate_bytes_per_second=rates.get("download"),
             upload_rate_bytes_per_second=rates.get("upload"),
         ),

@@ -17,9 +17,10 @@ from netprobe import __version__
 from netprobe.serve import cloudflare, librespeed, native, ndt7, speedtest
 from netprobe.serve.guard import (
     CONNECTION,
-    ErrorSummary,
     GuardedSite,
+    Summarized,
     descriptor_limit,
+    loop_errors,
     request_clock,
 )
 from netprobe.serve.state import PROTOCOL_NAMES, ServerLimits, ServerState
@@ -112,6 +113,8 @@ def serve_forever(
 ) -> None:
     """Run the server until interrupted or terminated (the `netprobe serve` command)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(Summarized())
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(host, port, limits, access_log, metrics))
 
@@ -124,7 +127,7 @@ async def _serve(
     metrics: tuple[str, int] | None,
 ) -> None:
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(ErrorSummary())
+    loop.set_exception_handler(loop_errors)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

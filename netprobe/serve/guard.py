@@ -3,8 +3,8 @@
 Each accepted connection takes a share of the connection caps (in total, per address, per
 prefix) before aiohttp sees a byte; one over its share gets a 503 and is closed. A
 connection must deliver a request's headers within the header timeout and may idle between
-requests no longer than that either. Errors the event loop reports (out of descriptors when
-accepting, above all) come out as one line per interval with a count, never a flood.
+requests no longer than that either. Errors (out of descriptors when accepting, malformed
+requests) come out as one line per interval with a count, never a flood.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from netprobe.serve.state import RETRY_AFTER_SECONDS, ServerState, Transfer
 
@@ -148,41 +149,45 @@ class GuardedSite(web.TCPSite):
         )
 
 
-class ErrorSummary:
-    """An event loop exception handler that logs each kind of error at most once per interval.
+def loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's exception handler: errors go to the server's (summarized) log."""
+    log.error("%s", context.get("message", "event loop error"), exc_info=context.get("exception"))
 
-    The first of a kind is logged in full; repeats within the interval are counted and said
-    in one line when the interval ends ("socket.accept() out of system resource: 3120 more
-    in 10 s"). Out of descriptors, asyncio retries accepting every second: without this, a
-    flood of connections turns into a flood of tracebacks.
+
+class Summarized(logging.Filter):
+    """Lets through one record of each kind per interval, and says how many it held back.
+
+    A kind is the message's template and the exception's name ("socket.accept() out of
+    system resource (EMFILE)", "Error handling request from %s (BadHttpMessage)"). Errors a
+    client causes (bad HTTP) and running out of descriptors lose their traceback: they are
+    the client's doing or a limit to raise, not a bug. Without this, asyncio retrying accept
+    every second and aiohttp logging every malformed request turn a flood into a log flood.
     """
 
     def __init__(self, interval_seconds: float = ERROR_SUMMARY_SECONDS) -> None:
+        super().__init__()
         self.interval_seconds = interval_seconds
-        self._repeats: Counter[str] = Counter()
-        self._last_logged: dict[str, float] = {}
+        self._since: dict[str, float] = {}
+        self._held_back: Counter[str] = Counter()
 
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        key = str(context.get("message", "")) + (f" ({_error_name(exc)})" if exc else "")
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        key = f"{record.msg} ({_error_name(exc)})" if exc else str(record.msg)
         now = time.monotonic()
-        last = self._last_logged.get(key)
-        if last is not None and now - last < self.interval_seconds:
-            if not self._repeats[key]:
-                loop.call_later(self.interval_seconds - (now - last), self._flush, key)
-            self._repeats[key] += 1
-            return
-        self._last_logged[key] = now
-        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-            log.error("%s: raise the descriptor limit or lower --max-connections", key)
-        else:
-            loop.default_exception_handler(context)
-
-    def _flush(self, key: str) -> None:
-        count = self._repeats.pop(key, 0)
-        if count:
-            log.error("%s: %d more in %g s", key, count, self.interval_seconds)
-            self._last_logged[key] = time.monotonic()
+        since = self._since.get(key)
+        if since is not None and now - since < self.interval_seconds:
+            self._held_back[key] += 1
+            return False
+        self._since[key] = now
+        message = record.getMessage()
+        if isinstance(exc, HttpProcessingError | OSError):
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            message = f"{message}: {_error_name(exc)} {first_line}".rstrip()
+            record.exc_info, record.exc_text = None, None
+        if held_back := self._held_back.pop(key, 0):
+            message += f" ({held_back} more like this in the last {now - since:.0f} s)"  # type: ignore[operator]
+        record.msg, record.args = message, None
+        return True
 
 
 def _error_name(exc: BaseException) -> str:
