@@ -42,7 +42,7 @@ def seen(answer: bytes) -> None:
     """Count what the server said: its status line, or a close."""
     if not answer:
         tally["closed"] += 1
-    elif answer.startswith(b"HTTP/1.1 "):
+    elif answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")):
         status = answer[9:12].decode()
         tally[f"status_{status}"] += 1
         if status == "503":

@@ -16,7 +16,6 @@ from aiohttp import web
 from netprobe import __version__
 from netprobe.serve import cloudflare, librespeed, native, ndt7, speedtest
 from netprobe.serve.guard import (
-    CONNECTION,
     GuardedSite,
     Summarized,
     descriptor_limit,
@@ -48,7 +47,6 @@ def build_app(state: ServerState) -> web.Application:
     app = web.Application(client_max_size=1 << 20, middlewares=[request_clock])
     app[PROTOCOL_NAMES] = list(PROTOCOLS)
     app[STATE] = state
-    app[CONNECTION] = {}
     for add_routes in PROTOCOLS.values():
         add_routes(app, state)
 

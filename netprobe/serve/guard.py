@@ -1,7 +1,7 @@
 """Who may hold a connection, and for how long: the server's door.
 
 Each accepted connection takes a share of the connection caps (in total, per address, per
-prefix) before aiohttp sees a byte; one over its share gets a 503 and is closed. A
+prefix) before aiohttp sees a byte; one over its share gets a 503 and is closed at once. A
 connection must deliver a request's headers within the header timeout and may idle between
 requests no longer than that either. Errors (out of descriptors when accepting, malformed
 requests) come out as one line per interval with a count, never a flood.
@@ -10,9 +10,11 @@ requests) come out as one line per interval with a count, never a flood.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import resource
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -25,7 +27,10 @@ from netprobe.serve.state import RETRY_AFTER_SECONDS, ServerState, Transfer
 
 log = logging.getLogger("netprobe.serve")
 ERROR_SUMMARY_SECONDS = 10.0
-CONNECTION = web.AppKey("connection_of", dict[asyncio.BaseTransport, "Connection"])
+# Connections accepted per wake-up of the listener, and the kernel's queue of them.
+ACCEPT_BATCH = 64
+LISTEN_BACKLOG = 1024
+ACCEPT_RETRY_SECONDS = 1.0
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %d\r\nContent-Type: text/plain\r\n"
     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -39,31 +44,20 @@ def descriptor_limit() -> int:
 
 
 class Connection(asyncio.Protocol):
-    """Stands in front of aiohttp's protocol for one connection: shares and deadlines."""
+    """Stands in front of aiohttp's protocol for one admitted connection: its header clock."""
 
-    def __init__(self, handler: asyncio.Protocol, state: ServerState, open_now: Registry) -> None:
+    def __init__(self, handler: asyncio.Protocol, state: ServerState, client: str) -> None:
         self.handler = handler
         self.state = state
-        self.open_now = open_now
-        self.client = ""
-        self.admitted = False
+        self.client = client
+        self.open = False
         self.transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.client = str(peer[0]) if isinstance(peer, tuple) else ""
-        refusal = self.state.connections.take(self.client)
-        if refusal is not None:
-            self.state.refuse(Transfer(self.client, "-", "-"), refusal)
-            text = f"server busy: {refusal.replace('_', ' ')} in use, retry later\n".encode()
-            transport.write(_BUSY % (RETRY_AFTER_SECONDS, len(text), text))
-            transport.close()
-            return
-        self.admitted = True
-        self.open_now[transport] = self
+        self.open = True
         self.handler.connection_made(transport)
         self.arm()
 
@@ -84,32 +78,22 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        if self.admitted:
-            self.handler.data_received(data)
+        self.handler.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self.handler.eof_received() if self.admitted else None
+        return self.handler.eof_received()
 
     def pause_writing(self) -> None:
-        if self.admitted:
-            self.handler.pause_writing()
+        self.handler.pause_writing()
 
     def resume_writing(self) -> None:
-        if self.admitted:
-            self.handler.resume_writing()
+        self.handler.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.admitted:
-            return
         self.disarm()
-        self.admitted = False
-        if self.transport is not None:
-            self.open_now.pop(self.transport, None)
+        self.open = False
         self.state.connections.give_back(self.client)
         self.handler.connection_lost(exc)
-
-
-Registry = dict[asyncio.BaseTransport, Connection]
 
 
 @web.middleware
@@ -117,36 +101,116 @@ async def request_clock(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """The header clock stops while a request is handled and restarts once it is answered."""
-    connection = request.app[CONNECTION].get(request.transport) if request.transport else None
+    protocol = request.transport.get_protocol() if request.transport else None
+    connection = protocol if isinstance(protocol, Connection) else None
     if connection is not None:
         connection.disarm()
     try:
         return await handler(request)
     finally:
-        if connection is not None and connection.admitted:
+        if connection is not None and connection.open:
             connection.arm()
 
 
-class GuardedSite(web.TCPSite):
-    """A TCP site whose every connection passes through a `Connection` first."""
+class Listener:
+    """Accepts connections itself, so that a refused one is closed before the next accept.
+
+    (asyncio's own accept loop takes up to a backlog of connections before any is closed:
+    under a flood that alone runs the process out of descriptors.) Out of descriptors all the
+    same, it stops accepting for a second and says so once.
+    """
+
+    def __init__(
+        self, sock: socket.socket, state: ServerState, handler: Callable[[], asyncio.Protocol]
+    ) -> None:
+        self.sockets = [sock]
+        self.state = state
+        self.handler = handler
+        self._starting: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        self._loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        listening = self.sockets[0]
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                log.error("socket.accept() out of system resource", exc_info=exc)
+                self._loop.remove_reader(listening.fileno())
+                self._loop.call_later(ACCEPT_RETRY_SECONDS, self._resume)
+                return
+            client = str(peer[0]) if isinstance(peer, tuple) else ""
+            refusal = self.state.connections.take(client)
+            if refusal is not None:
+                self.state.refuse(Transfer(client, "-", "-"), refusal)
+                with contextlib.suppress(OSError):
+                    sock.send(_busy_answer(refusal), socket.MSG_DONTWAIT)
+                sock.close()
+                continue
+            task = self._loop.create_task(self._start(sock, client))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _start(self, sock: socket.socket, client: str) -> None:
+        sock.setblocking(False)
+        try:
+            await self._loop.connect_accepted_socket(
+                lambda: Connection(self.handler(), self.state, client), sock
+            )
+        except OSError:
+            sock.close()
+            self.state.connections.give_back(client)
+
+    def _resume(self) -> None:
+        if self.sockets[0].fileno() >= 0:
+            self._loop.add_reader(self.sockets[0].fileno(), self._accept)
+
+    def close(self) -> None:
+        listening = self.sockets[0]
+        if listening.fileno() >= 0:
+            self._loop.remove_reader(listening.fileno())
+            listening.close()
+
+
+def _busy_answer(refusal: str) -> bytes:
+    text = f"server busy: {refusal.replace('_', ' ')} in use, retry later\n".encode()
+    return _BUSY % (RETRY_AFTER_SECONDS, len(text), text)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port ("::" takes IPv4 too where the system allows)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    dualstack = family == socket.AF_INET6 and socket.has_dualstack_ipv6()
+    return socket.create_server(
+        (host, port), family=family, backlog=LISTEN_BACKLOG, dualstack_ipv6=dualstack
+    )
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections come through a `Listener` and a `Connection` each."""
 
     def __init__(self, runner: web.AppRunner, state: ServerState, host: str, port: int) -> None:
-        super().__init__(runner, host, port, reuse_address=True, backlog=128)
+        super().__init__(runner)
         self.state = state
+        self._host = host
+        self._port = port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)
+        await super().start()
         server = self._runner.server
-        app = self._runner.app  # type: ignore[attr-defined]
         assert server is not None
-        open_now = app[CONNECTION]
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: Connection(server(), self.state, open_now),
-            self._host,
-            self._port,
-            reuse_address=True,
-            backlog=self._backlog,
-        )
+        sock = listening_socket(self._host, self._port)
+        self._server = Listener(sock, self.state, server)  # type: ignore[assignment]
 
 
 def loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -181,8 +245,7 @@ class Summarized(logging.Filter):
         self._since[key] = now
         message = record.getMessage()
         if isinstance(exc, HttpProcessingError | OSError):
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            message = f"{message}: {_error_name(exc)} {first_line}".rstrip()
+            message = f"{message}: {_error_name(exc)} {' '.join(str(exc).split())}".rstrip()
             record.exc_info, record.exc_text = None, None
         if held_back := self._held_back.pop(key, 0):
             message += f" ({held_back} more like this in the last {now - since:.0f} s)"  # type: ignore[operator]
