@@ -94,8 +94,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileLab]:
             f"--metrics=0.0.0.0:{METRICS_PORT}",
             log=server_log,
         )
-        wait_for_port(lab.server_ip, PORT, timeout_seconds=30)
-        wait_for_port(lab.server_ip, METRICS_PORT, timeout_seconds=30)
+        wait_for_port(lab.server_ip, PORT, process=server)
+        wait_for_port(lab.server_ip, METRICS_PORT, process=server)
         lab.start_iperf3_server()
         reference = {
             "download": lab.iperf3(reverse=True, seconds=4, omit=1)["bytes_per_second"],

@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
 from netprobe import __version__
+from netprobe.errors import cannot_listen
 from netprobe.serve import cloudflare, librespeed, native, ndt7, speedtest
 from netprobe.serve.guard import (
     GuardedSite,
@@ -86,7 +88,11 @@ async def start_server(
         max_field_size=_MAX_HEADER_LINE_BYTES,
     )
     await runner.setup()
-    await GuardedSite(runner, state, host, port).start()
+    try:
+        await GuardedSite(runner, state, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise cannot_listen(host, port, exc) from None
     return runner
 
 
@@ -105,22 +111,25 @@ def serve_forever(
     host: str,
     port: int,
     limits: ServerLimits | None = None,
+    announce: Callable[[str], None] | None = None,
     *,
     access_log: str | None = None,
     metrics: tuple[str, int] | None = None,
 ) -> None:
-    """Run the server until interrupted or terminated (the `netprobe serve` command)."""
+    """Run the server until interrupted or terminated (the `netprobe serve` command); `announce`
+    gets one line once it listens, so nothing claims it listens on a port it could not take."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(Summarized())
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(host, port, limits, access_log, metrics))
+        asyncio.run(_serve(host, port, limits, announce, access_log, metrics))
 
 
 async def _serve(
     host: str,
     port: int,
     limits: ServerLimits | None,
+    announce: Callable[[str], None] | None,
     access_log: str | None,
     metrics: tuple[str, int] | None,
 ) -> None:
@@ -130,6 +139,8 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runner = await start_server(host, port, limits, access_log=access_log)
+    if announce is not None:
+        announce(f"netprobe server {__version__} listening on http://{host}:{port}/")
     state = server_state(runner)
     if metrics is not None:
         from netprobe.serve.observe import start_metrics
