@@ -96,8 +96,8 @@ def test_the_units_command_serves_logs_and_exports_under_its_descriptor_limit(
         [*command, *argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        wait_for_port("127.0.0.1", port, timeout_seconds=20)
-        wait_for_port("127.0.0.1", metrics_port, timeout_seconds=20)
+        wait_for_port("127.0.0.1", port, process=process)
+        wait_for_port("127.0.0.1", metrics_port, process=process)
         url = f"http://127.0.0.1:{port}/netprobe/v1/download?bytes=12345&test=unit"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert len(response.read()) == 12345
