@@ -150,7 +150,10 @@ def _json_lines(text: str) -> Iterator[tuple[int, Any]]:
 def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     reader = csv.DictReader(io.StringIO(text))
     for row in reader:
-        yield reader.line_num, {(k or "").strip().lower().replace(" ", "_"): v for k, v in row.items()}
+        yield (
+            reader.line_num,
+            {(k or "").strip().lower().replace(" ", "_"): v for k, v in row.items()},
+        )
 
 
 def _speedtest_cli_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
@@ -161,8 +164,11 @@ def _speedtest_cli_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
             continue
         names = [c.lower().replace(" ", "_") for c in SPEEDTEST_CLI_COLUMNS]
         if len(row) != len(names):
-            yield reader.line_num, _Unreadable(
-                f"{len(row)} columns, expected {len(names)} ({', '.join(SPEEDTEST_CLI_COLUMNS)})"
+            yield (
+                reader.line_num,
+                _Unreadable(
+                    f"{len(row)} columns, expected {len(names)} ({', '.join(SPEEDTEST_CLI_COLUMNS)})"
+                ),
             )
             continue
         yield reader.line_num, dict(zip(names, row, strict=True))

@@ -20,6 +20,7 @@ from netprobe.compliance.contract import Contract
 from netprobe.compliance.series import Measurement, Series, reaches, series, share
 from netprobe.compliance.verdict import Criterion, Verdict, verdict
 from netprobe.results import DIRECTIONS
+from netprobe.i18n import _
 from netprobe.units import format_rate
 
 POLICY = "de-bnetza"
@@ -40,7 +41,9 @@ def evaluate(
     else:
         chosen = set()
         done = sum(len(d.measurements) for d in current.days)
-        note = f"no complete campaign yet: {done} of {rules.required} measurements"
+        note = _("no complete campaign yet: {done} of {required} measurements").format(
+            done=done, required=rules.required
+        )
     verdicts = []
     for direction in DIRECTIONS:
         measured = series(records, direction, zone)
