@@ -160,7 +160,7 @@ def _speedtest_cli_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     has_header = text.lstrip().startswith("Server ID")
     reader = csv.reader(io.StringIO(text))
     for row in reader:
-        if has_header and reader.line_num == 1 or not row:
+        if (has_header and reader.line_num == 1) or not row:
             continue
         names = [c.lower().replace(" ", "_") for c in SPEEDTEST_CLI_COLUMNS]
         if len(row) != len(names):
@@ -351,8 +351,7 @@ def _netprobe_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
     for number, row in _csv_rows(text):
         key = row.get("id") or f"line-{number}"
-        first, joined = by_id.setdefault(key, (number, {"rows": []}))
-        joined["rows"].append((number, row))
+        by_id.setdefault(key, (number, {"rows": []}))[1]["rows"].append((number, row))
     yield from by_id.values()
 
 

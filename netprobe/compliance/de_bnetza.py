@@ -19,8 +19,8 @@ from netprobe.compliance.config import ComplianceConfig
 from netprobe.compliance.contract import Contract
 from netprobe.compliance.series import Measurement, Series, reaches, series, share
 from netprobe.compliance.verdict import Criterion, Verdict, verdict
-from netprobe.results import DIRECTIONS
 from netprobe.i18n import _
+from netprobe.results import DIRECTIONS
 from netprobe.units import format_rate
 
 POLICY = "de-bnetza"
