@@ -361,8 +361,8 @@ def results_list(
     limit: Annotated[int, typer.Option(min=1, help="Newest N results")] = 50,
 ) -> None:
     """One line per stored result, oldest first, in the probe's local time."""
+    from netprobe.config import open_named_store
     from netprobe.console import results_table
-    from netprobe.store import open_named_store
 
     opened, zone = open_named_store(config, store)
     records = opened.records(kind=kind, since=since)[-limit:]
@@ -382,19 +382,20 @@ def results_export(
     """Write stored results to stdout: full sealed records (jsonl) or one row per direction (csv)."""
     import sys
 
+    from netprobe.config import open_named_store
     from netprobe.errors import ConfigError
-    from netprobe.store import open_named_store, write_csv
+    from netprobe.report.csv import write_csv
 
     if output_format not in ("jsonl", "csv"):
         raise ConfigError(f"--format must be jsonl or csv, not {output_format!r}")
-    opened, _zone = open_named_store(config, store)
+    opened, zone = open_named_store(config, store)
     records = opened.records(kind=kind, since=since, until=until)
     opened.close()
     if output_format == "jsonl":
         for record in records:
             sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
     else:
-        write_csv(records, sys.stdout)
+        write_csv(records, sys.stdout, zone)
 
 
 @results_app.command(
@@ -420,8 +421,8 @@ def results_import(
     ] = None,
 ) -> None:
     """Store measurements made by other tools, marked as imported (docs/import.md)."""
+    from netprobe.config import open_named_store
     from netprobe.results_import import import_records, read_import
-    from netprobe.store import open_named_store
     from netprobe.units import time_zone
 
     zone = time_zone(timezone, "--timezone") if timezone else None
