@@ -17,7 +17,7 @@ import netprobe
 LAYERS: list[list[str]] = [
     ["netprobe.__main__"],
     ["netprobe.cli"],
-    ["netprobe.agent", "netprobe.fleet", "netprobe.report"],
+    ["netprobe.agent", "netprobe.fleet", "netprobe.report", "netprobe.results_import"],
     ["netprobe.config"],
     ["netprobe.push", "netprobe.serve", "netprobe.exporter", "netprobe.console"],
     ["netprobe.compliance"],

@@ -158,8 +158,6 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
     """
     if kind not in ("http", "webdav", "s3", "rclone"):
         raise ConfigError(f"--kind must be http, webdav, s3 or rclone, not {kind!r}")
-    if kind == "http":
-        return DriveConfig(name=name, kind="http", url=url)
     if kind == "rclone":
         remote, _, path = url.rpartition(":")
         if not remote or not path:
@@ -176,7 +174,9 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
         )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--url must be an http(s) URL, not {url!r}")
+        raise ConfigError(f"--url must be an http(s) URL such as https://host/file, not {url!r}")
+    if kind == "http":
+        return DriveConfig(name=name, kind="http", url=url)
     origin = f"{parts.scheme}://{parts.netloc}"
     path = parts.path
     if kind == "s3":
