@@ -150,19 +150,25 @@ def _json_lines(text: str) -> Iterator[tuple[int, Any]]:
 def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     reader = csv.DictReader(io.StringIO(text))
     for row in reader:
-        yield reader.line_num, {(k or "").strip().lower().replace(" ", "_"): v for k, v in row.items()}
+        yield (
+            reader.line_num,
+            {(k or "").strip().lower().replace(" ", "_"): v for k, v in row.items()},
+        )
 
 
 def _speedtest_cli_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     has_header = text.lstrip().startswith("Server ID")
     reader = csv.reader(io.StringIO(text))
     for row in reader:
-        if has_header and reader.line_num == 1 or not row:
+        if (has_header and reader.line_num == 1) or not row:
             continue
         names = [c.lower().replace(" ", "_") for c in SPEEDTEST_CLI_COLUMNS]
         if len(row) != len(names):
-            yield reader.line_num, _Unreadable(
-                f"{len(row)} columns, expected {len(names)} ({', '.join(SPEEDTEST_CLI_COLUMNS)})"
+            yield (
+                reader.line_num,
+                _Unreadable(
+                    f"{len(row)} columns, expected {len(names)} ({', '.join(SPEEDTEST_CLI_COLUMNS)})"
+                ),
             )
             continue
         yield reader.line_num, dict(zip(names, row, strict=True))
@@ -345,8 +351,7 @@ def _netprobe_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
     for number, row in _csv_rows(text):
         key = row.get("id") or f"line-{number}"
-        first, joined = by_id.setdefault(key, (number, {"rows": []}))
-        joined["rows"].append((number, row))
+        by_id.setdefault(key, (number, {"rows": []}))[1]["rows"].append((number, row))
     yield from by_id.values()
 
 
