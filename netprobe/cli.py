@@ -523,7 +523,7 @@ def drive(
         int, typer.Option(min=1, max=16, help="Ad hoc: also measure N connections to classify")
     ] = 1,
     duration: Annotated[
-        float, typer.Option(min=2, max=600, help="Ad hoc: download seconds")
+        float, typer.Option(min=2, max=600, help="Ad hoc: seconds the steady rate must hold")
     ] = 10.0,
     upload: Annotated[
         str | None, typer.Option(help="Ad hoc: upload this much fresh data, e.g. 16MiB")
@@ -615,7 +615,6 @@ def _ad_hoc_drive(
         drive.headers[field_name.strip()] = value.strip()
     drive.connections = connections
     drive.duration = duration
-    drive.burst = min(drive.burst, duration / 2)
     if upload is not None:
         drive.upload.enabled = True
         drive.upload.size = parse_size(upload)

@@ -114,7 +114,13 @@ class Floors:
 
 @dataclass
 class DriveConfig:
-    """One drive account to probe."""
+    """One drive account to probe.
+
+    A download runs until its steady rate has held `duration`; a burst before it is found in
+    the samples, whatever its length or size, and with none in sight the probe still waits
+    `burst` (the longest burst it will wait out) before calling the rate steady. `budget` and
+    `time_limit` end it sooner, and the result says so.
+    """
 
     name: str
     kind: DriveKind
@@ -128,7 +134,7 @@ class DriveConfig:
     upload: UploadConfig = field(default_factory=UploadConfig)
     budget: Annotated[int, SIZE] = 256 * 1024 * 1024
     duration: Annotated[float, DURATION] = 10.0
-    burst: Annotated[float, DURATION] = 2.0
+    burst: Annotated[float, DURATION] = 25.0
     time_limit: Annotated[float, DURATION] = 120.0
     connect_timeout: Annotated[float, DURATION] = 15.0
     floors: Floors = field(default_factory=Floors)
@@ -138,12 +144,12 @@ class DriveConfig:
             raise ValueError(f"drive name {self.name!r} must be non-empty without spaces or quotes")
         if not 1 <= self.connections <= 16:
             raise ValueError("connections must be between 1 and 16")
-        if self.kind not in ("rclone", "baidu") and not self.url:
-            raise ValueError(f"a {self.kind} drive needs a url")
+        if self.kind not in ("rclone", "baidu"):
+            problem = http_url_problem(self.url) if self.url else "is missing"
+            if problem:
+                raise ValueError(f"the url of {self.kind} drive {self.name} {problem}")
         if self.kind == "rclone" and ":" not in self.url:
             raise ValueError("an rclone drive's url is a remote such as 'mydrive:'")
-        if self.burst >= self.duration:
-            raise ValueError("burst must be shorter than duration")
         if self.kind == "http" and self.upload.enabled:
             raise ValueError("http drives (share links) are download only")
 
@@ -157,6 +163,7 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
     if kind not in ("http", "webdav", "s3", "rclone"):
         raise ConfigError(f"--kind must be http, webdav, s3 or rclone, not {kind!r}")
     if kind == "http":
+        _check_http_url(url)
         return DriveConfig(name=name, kind="http", url=url)
     if kind == "rclone":
         remote, _, path = url.rpartition(":")
@@ -172,9 +179,8 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
             download=DownloadConfig(path=path),
             upload=UploadConfig(path=folder or "/"),
         )
+    _check_http_url(url)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--url must be an http(s) URL, not {url!r}")
     origin = f"{parts.scheme}://{parts.netloc}"
     path = parts.path
     if kind == "s3":
@@ -192,3 +198,18 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
         download=DownloadConfig(path=path),
         upload=UploadConfig(path=folder or "/"),
     )
+
+
+def _check_http_url(url: str) -> None:
+    problem = http_url_problem(url)
+    if problem:
+        raise ConfigError(f"--url {problem}")
+
+
+def http_url_problem(url: str) -> str | None:
+    """What is wrong with a drive's http(s) URL, if anything (the query is never quoted)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return None
+    shown = url.partition("?")[0]
+    return f"must be an http(s) URL such as https://host/file.bin, not {shown!r}"

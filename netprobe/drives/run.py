@@ -7,9 +7,11 @@ the drive and the line are measured back to back on the same WAN but never at th
     line = await measure_line(backend, ["download", "upload"], options)
     drives = await probe_drives(config.drives, line=line, run_id=line.run_id)
 
-Download: one connection for `duration` seconds after its first byte (free Baidu accounts are
-punished for parallel connections); with `connections: N` a second phase runs N at once to tell
-a per-connection cap from an aggregate one. Upload: fresh random bytes (drives deduplicate by
+Download: one connection (free Baidu accounts are punished for parallel connections) until its
+steady state has held `duration` seconds: free tiers serve a burst first, of a length and size
+nobody publishes, so the burst's end is found in the samples (`steady.py`), and with no burst
+in sight the probe waits `burst` seconds before calling the rate steady. With `connections: N`
+a second phase runs N at once to tell a per-connection cap from an aggregate one. Upload: fresh random bytes (drives deduplicate by
 hash), deleted afterwards. Both stop early at the drive's data budget. A failure is a failed
 result with a reason; the next drive is probed all the same.
 """
@@ -40,9 +42,10 @@ from netprobe.drives.adapter import (
 from netprobe.drives.classify import REFUSAL_REASONS, Evidence, classify
 from netprobe.drives.config import DriveConfig
 from netprobe.drives.result import GIBIBYTE, DriveResult, DriveTransfer
+from netprobe.drives.steady import SteadyState, find_steady
 from netprobe.errors import ConfigError, MeasurementError, TransportError
 from netprobe.events import Event, NullSink, Sink
-from netprobe.measure.engine import bytes_at
+from netprobe.measure.sampling import StallWatch, bytes_at
 from netprobe.results import Direction, LineResult, StreamSeries
 
 log = logging.getLogger("netprobe.drives")
@@ -50,7 +53,8 @@ log = logging.getLogger("netprobe.drives")
 SAMPLE_SECONDS = 0.1
 STALL_SECONDS = 20.0
 PHASE_PAUSE_SECONDS = 0.5
-MIN_STEADY_SECONDS = 1.0
+# The steady state is looked for this often: each look fits the whole timeline again.
+STEADY_CHECK_SECONDS = 0.5
 
 
 def _adapters() -> dict[str, AdapterFactory]:
@@ -117,6 +121,21 @@ async def probe_drive(
     return result
 
 
+@dataclass(frozen=True)
+class _SteadyRule:
+    """When a download phase has seen enough: its steady state held `hold_seconds`, after a
+    burst that ended, or, with no burst in sight, once `wait_seconds` have passed."""
+
+    hold_seconds: float
+    wait_seconds: float
+
+    def met(self, timeline: StreamSeries) -> bool:
+        state = find_steady(timeline)
+        if state is None or state.held_seconds < self.hold_seconds:
+            return False
+        return state.burst_seconds is not None or state.held_seconds >= self.wait_seconds
+
+
 @dataclass
 class _Phase:
     """The aggregate byte count of one or more connections, on a timeline from the first byte."""
@@ -125,6 +144,7 @@ class _Phase:
     timeline: StreamSeries = field(default_factory=lambda: StreamSeries(stream=0))
     failures: list[MeasurementError] = field(default_factory=list)
     first_byte_at: float | None = None
+    stop_reason: str = "ended"
 
     @property
     def end_seconds(self) -> float:
@@ -134,16 +154,8 @@ class _Phase:
     def bytes(self) -> int:
         return sum(m.read() for m in self.meters)
 
-    def rates(self, burst_seconds: float) -> tuple[float | None, float | None]:
-        """(steady, burst) bytes/s; no burst figure when the transfer was too short to split."""
-        end = self.end_seconds
-        if end <= 0:
-            return None, None
-        total = bytes_at(self.timeline, end)
-        if end < burst_seconds + MIN_STEADY_SECONDS:
-            return total / end, None
-        at_burst = bytes_at(self.timeline, burst_seconds)
-        return (total - at_burst) / (end - burst_seconds), at_burst / burst_seconds
+    def steady(self) -> SteadyState | None:
+        return find_steady(self.timeline)
 
     def end_at_last_byte(self) -> None:
         """The transfers ended by themselves: the timeline ends with their last byte, not at
@@ -232,12 +244,14 @@ class _Probe:
         direction: Direction,
         phase: _Phase,
         tasks: list[asyncio.Task[None]],
-        until_seconds: float | None,
-    ) -> None:
-        """Sample the meters until the tasks end, the window is full or a limit is hit."""
+        rule: _SteadyRule | None,
+    ) -> str:
+        """Sample the meters until the tasks end ("ended"), the steady state held ("steady")
+        or the time limit is hit ("time_limit"); a stall or a transfer without bytes raises."""
         started = self.clock()
-        progress = (started, 0)
+        stall = StallWatch(STALL_SECONDS, started)
         next_event = 1.0
+        next_check = 0.0
         while True:
             await asyncio.sleep(SAMPLE_SECONDS)
             now = self.clock()
@@ -260,35 +274,34 @@ class _Probe:
                         total_bytes=total,
                         streams=len(tasks),
                     )
-                if until_seconds is not None and t >= until_seconds:
-                    return
+                if rule is not None and t >= next_check:
+                    next_check = t + STEADY_CHECK_SECONDS
+                    if rule.met(phase.timeline):
+                        return "steady"
             if all(task.done() for task in tasks):
-                return
-            if total > progress[1]:
-                progress = (now, total)
-            elif now - progress[0] >= STALL_SECONDS:
-                raise TransportError(f"stalled: no data for {STALL_SECONDS:g} s", reason="stalled")
+                return "ended"
+            stall.check(now, total)
             if now - started >= self.drive.time_limit:
-                if phase.first_byte_at is None or until_seconds is None:
+                if phase.first_byte_at is None or rule is None:
                     raise TransportError(
                         f"not done within the time limit of {self.drive.time_limit:g} s",
                         reason="timeout",
                     )
-                return
+                return "time_limit"
 
     async def _run_phase(
         self,
         direction: Direction,
         meters: list[Meter],
         work: Callable[[Meter], Coroutine[Any, Any, None]],
-        until_seconds: float | None,
+        rule: _SteadyRule | None,
     ) -> _Phase:
         phase = _Phase(meters)
         tasks = [asyncio.create_task(work(meter)) for meter in meters]
         ended_by_themselves = False
         try:
-            await self._sample(direction, phase, tasks, until_seconds)
-            ended_by_themselves = all(task.done() for task in tasks)
+            phase.stop_reason = await self._sample(direction, phase, tasks, rule)
+            ended_by_themselves = phase.stop_reason == "ended"
         finally:
             for task in tasks:
                 if not task.done():
@@ -320,22 +333,31 @@ class _Probe:
             while True:
                 await adapter.download(meter)
 
+        rule = _SteadyRule(hold_seconds=drive.duration, wait_seconds=drive.burst)
         try:
             allowance = Allowance(self._download_budget())
             single = await self._run_phase(
-                "download", [Meter(self.clock, allowance)], repeatedly, drive.duration
+                "download", [Meter(self.clock, allowance)], repeatedly, rule
             )
         except MeasurementError as exc:
             return self.failed("download", exc.reason, str(exc))
         if single.failures:
             failure = single.failures[0]
             return self.failed("download", failure.reason, str(failure), single)
-        steady, burst = single.rates(drive.burst)
+        state = single.steady()
+        if state is None:
+            return self.failed(
+                "download", "budget", "the drive's data budget left nothing to download", single
+            )
         transfer = DriveTransfer(
             direction="download",
             ok=True,
-            bytes_per_second=steady,
-            burst_bytes_per_second=burst,
+            bytes_per_second=state.bytes_per_second,
+            burst_bytes_per_second=state.burst_bytes_per_second,
+            burst_seconds=state.burst_seconds,
+            burst_bytes=None if state.burst_bytes is None else round(state.burst_bytes),
+            steady_seconds=state.held_seconds,
+            stop_reason="budget" if allowance.bytes_left <= 0 else single.stop_reason,
             ttfb_seconds=single.meters[0].ttfb_seconds,
             link_seconds=single.meters[0].link_seconds,
             bytes=single.bytes,
@@ -346,14 +368,18 @@ class _Probe:
             await asyncio.sleep(PHASE_PAUSE_SECONDS)
             allowance = Allowance(self._download_budget())
             meters = [Meter(self.clock, allowance) for _ in range(drive.connections)]
+            # A burst comes again with each new connection: wait at least as long as it lasted.
+            multi_rule = _SteadyRule(drive.duration, state.burst_seconds or 0.0)
             try:
-                multi = await self._run_phase("download", meters, repeatedly, drive.duration)
+                multi = await self._run_phase("download", meters, repeatedly, multi_rule)
             except MeasurementError as exc:
                 transfer.error = self.redactor.scrub(f"{drive.connections} connections: {exc}")
             else:
                 transfer.bytes += multi.bytes
                 transfer.multi_connections = drive.connections
-                transfer.multi_bytes_per_second, _ = multi.rates(drive.burst)
+                multi_state = multi.steady()
+                if multi_state is not None:
+                    transfer.multi_bytes_per_second = multi_state.bytes_per_second
                 transfer.multi_refused = sum(f.reason in REFUSAL_REASONS for f in multi.failures)
                 other = [f for f in multi.failures if f.reason not in REFUSAL_REASONS]
                 if other:
@@ -361,7 +387,12 @@ class _Probe:
                     transfer.error = self.redactor.scrub(
                         f"{drive.connections} connections: {other[0]}"
                     )
-        self.emit("finished", "download", bytes_per_second=steady, total_bytes=transfer.bytes)
+        self.emit(
+            "finished",
+            "download",
+            bytes_per_second=transfer.bytes_per_second,
+            total_bytes=transfer.bytes,
+        )
         return transfer
 
     async def upload(self, adapter: DriveAdapter) -> DriveTransfer:
