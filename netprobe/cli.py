@@ -525,6 +525,9 @@ def drive(
     duration: Annotated[
         float, typer.Option(min=2, max=600, help="Ad hoc: seconds the steady rate must hold")
     ] = 10.0,
+    burst: Annotated[
+        float, typer.Option(min=0, max=600, help="Ad hoc: the longest burst to wait out, seconds")
+    ] = 25.0,
     upload: Annotated[
         str | None, typer.Option(help="Ad hoc: upload this much fresh data, e.g. 16MiB")
     ] = None,
@@ -553,6 +556,7 @@ def drive(
                     header or [],
                     connections,
                     duration,
+                    burst,
                     upload,
                 )
             ]
@@ -595,6 +599,7 @@ def _ad_hoc_drive(
     headers: list[str],
     connections: int,
     duration: float,
+    burst: float,
     upload: str | None,
 ) -> DriveConfig:
     from netprobe.drives.config import ad_hoc
@@ -615,6 +620,7 @@ def _ad_hoc_drive(
         drive.headers[field_name.strip()] = value.strip()
     drive.connections = connections
     drive.duration = duration
+    drive.burst = burst
     if upload is not None:
         drive.upload.enabled = True
         drive.upload.size = parse_size(upload)

@@ -4,7 +4,8 @@ One aiohttp app serves every shape under its own path, paced exactly, so the pro
 can be checked against known caps:
 
     /capped/F          per-connection cap of `rate` bytes/s
-    /burst/F           `burst_rate` for `burst_seconds`, then `rate` (Aliyun third-party clients)
+    /burst/F           `burst_rate` for `burst_seconds` (or for `burst_bytes` when set), then
+                       `rate` (Aliyun third-party clients); the file is `file_bytes` long
     /single/F          at most `max_connections` at once, more get HTTP 403 (Aliyun)
     /quota/F           `quota_bytes` in all, then 403 with {"code": 5113} (123pan's daily quota)
     /html/F            a login page with HTTP 200 instead of the file
@@ -36,6 +37,7 @@ from aiohttp import BodyPartReader, web
 FILE_BYTES = 256 * 1024 * 1024
 _BLOCK = os.urandom(1 << 20)
 _CHUNK = 16 * 1024
+_RING = _BLOCK + _BLOCK[:_CHUNK]  # any chunk is one slice, however the offset falls
 ACCESS_TOKEN = "AT.secret-baidu-access-7f3e9d"
 REFRESH_TOKEN = "RT.secret-baidu-refresh-1a2b3c"
 ROTATED_REFRESH_TOKEN = "RT.secret-baidu-refresh-rotated-4d5e6f"
@@ -50,6 +52,8 @@ class Shapes:
     rate: float = 2_000_000.0
     burst_rate: float = 8_000_000.0
     burst_seconds: float = 1.5
+    burst_bytes: int | None = None
+    file_bytes: int = FILE_BYTES
     max_connections: int = 1
     quota_bytes: int = 3_000_000
     vip_type: int = 0
@@ -72,9 +76,12 @@ async def _paced(
     *,
     burst_rate: float = 0.0,
     burst_seconds: float = 0.0,
+    burst_bytes: float | None = None,
     size: int = FILE_BYTES,
 ) -> web.StreamResponse:
-    """Send `size` bytes (from the Range start), never faster than the schedule allows."""
+    """Send `size` bytes (from the Range start), never faster than the schedule allows: the
+    first `burst_bytes` (default `burst_rate` × `burst_seconds`) at `burst_rate`, then `rate`.
+    The schedule is in bytes and time, so a stalled event loop is caught up, not lost."""
     start = 0
     header = request.headers.get("Range", "")
     if header.startswith("bytes="):
@@ -88,13 +95,15 @@ async def _paced(
     await response.prepare(request)
     loop = asyncio.get_running_loop()
     began = loop.time()
-    burst_bytes = burst_rate * burst_seconds
+    if burst_bytes is None:
+        burst_bytes = burst_rate * burst_seconds
+    burst_seconds = burst_bytes / burst_rate if burst_rate else 0.0
     sent = 0
     try:
         while sent < length:
             n = min(_CHUNK, length - sent)
             offset = (start + sent) % len(_BLOCK)
-            chunk = (_BLOCK + _BLOCK[:_CHUNK])[offset : offset + n]
+            chunk = _RING[offset : offset + n]
             await response.write(chunk)
             sent += n
             due = (
@@ -105,7 +114,7 @@ async def _paced(
             delay = began + due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):
         pass
     return response
 
@@ -117,7 +126,12 @@ async def capped(request: web.Request) -> web.StreamResponse:
 async def burst(request: web.Request) -> web.StreamResponse:
     shapes = request.app[SHAPES]
     return await _paced(
-        request, shapes.rate, burst_rate=shapes.burst_rate, burst_seconds=shapes.burst_seconds
+        request,
+        shapes.rate,
+        burst_rate=shapes.burst_rate,
+        burst_seconds=shapes.burst_seconds,
+        burst_bytes=shapes.burst_bytes,
+        size=shapes.file_bytes,
     )
 
 

@@ -37,7 +37,7 @@ from netprobe.configschema import build
 from netprobe.drives.classify import Evidence, classify
 from netprobe.drives.config import DownloadConfig, DriveConfig, Secret, UploadConfig, ad_hoc
 from netprobe.drives.metrics import DriveMetrics
-from netprobe.drives.result import DriveResult
+from netprobe.drives.result import DriveResult, describe
 from netprobe.drives.run import probe_drive, probe_drives
 from netprobe.drives.s3 import EMPTY_SHA256, sign
 from netprobe.errors import ConfigError
@@ -291,6 +291,62 @@ async def test_burst_then_cap() -> None:
     assert down.burst_bytes_per_second and down.burst_bytes_per_second > 2.5 * STANDIN_RATE
 
 
+BURST_STEADY_RATE = 1_000_000.0
+BURST_RATE = 20 * BURST_STEADY_RATE
+
+
+@pytest.mark.parametrize(
+    ("burst_seconds", "burst_bytes"),
+    [(1.0, None), (4.0, None), (None, 30_000_000), (None, None)],
+    ids=["1s", "4s", "30MB", "none"],
+)
+async def test_steady_rate_after_a_burst_of_unknown_length(
+    burst_seconds: float | None, burst_bytes: int | None
+) -> None:
+    """The steady rate is read after the burst, whether the burst is set by time or by bytes
+    and however long it is; its length and size are reported. The probe is not told either:
+    it holds 4 s of steady state and waits out at most 6 s of burst."""
+    shapes = Shapes(
+        rate=BURST_STEADY_RATE,
+        burst_rate=BURST_RATE if burst_seconds or burst_bytes else BURST_STEADY_RATE,
+        burst_seconds=burst_seconds or 0.0,
+        burst_bytes=burst_bytes,
+    )
+    async with standin(shapes) as (url, _):
+        config = drive("aliyun", "http", f"{url}/burst/big.bin", duration=4.0, burst=6.0)
+        result = await probe_drive(config, line=None, run_id="b")
+    down = result.download
+    assert down is not None and down.ok, down
+    assert within(down.bytes_per_second, BURST_STEADY_RATE), down.bytes_per_second
+    assert down.stop_reason == "steady"
+    assert down.steady_seconds is not None and down.steady_seconds >= 4.0
+    if burst_seconds is None and burst_bytes is None:
+        assert down.throttle == "unknown"
+        assert down.burst_seconds is None and down.burst_bytes is None
+        return
+    expected_bytes = burst_bytes or BURST_RATE * (burst_seconds or 0.0)
+    assert down.throttle == "burst_then_cap"
+    assert within(down.burst_bytes, expected_bytes, 0.10), down.burst_bytes
+    assert within(down.burst_seconds, expected_bytes / BURST_RATE, 0.10), down.burst_seconds
+    assert within(down.burst_bytes_per_second, BURST_RATE, 0.10), down.burst_bytes_per_second
+
+
+async def test_budget_that_ends_the_test_is_named() -> None:
+    """A fast drive uses up the data budget before its rate could hold steady: the result and
+    the line a person reads both say that the budget ended it."""
+    shapes = Shapes(rate=200_000_000.0)
+    async with standin(shapes) as (url, _):
+        config = drive("fast", "http", f"{url}/capped/big.bin", budget=20 * MIB)
+        result = await probe_drive(config, line=None, run_id="f")
+    down = result.download
+    assert down is not None and down.ok, down
+    assert down.stop_reason == "budget"
+    assert down.bytes <= 20 * MIB
+    line = describe(result, down)
+    assert "stopped by the drive's data budget of 21.0 MB" in line, line
+    assert "0.0 min" not in line
+
+
 async def test_concurrency_cap_with_403() -> None:
     async with standin() as (url, _):
         result = await probe_drive(
@@ -462,7 +518,15 @@ async def test_cli_ad_hoc_and_configured_drives(tmp_path: Path) -> None:
 
     async with standin() as (url, _):
         code, out, err = await netprobe(
-            "--url", f"{url}/capped/big.bin", "--kind", "http", "--duration", "3", "--json"
+            "--url",
+            f"{url}/capped/big.bin",
+            "--kind",
+            "http",
+            "--duration",
+            "3",
+            "--burst",
+            "1",
+            "--json",
         )
         bad_code, bad_out, bad_err = await netprobe(
             "--url",
