@@ -24,11 +24,11 @@ namespace) with `python tests/drive_standins.py HOST PORT RATE`.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,9 @@ class Shapes:
     quota_bytes: int = 3_000_000
     vip_type: int = 0
     refresh_expired: bool = False
+    # Baidu's refresh tokens are single-use: each refresh spends one and grants the next.
+    refresh_tokens: set[str] = field(default_factory=lambda: {REFRESH_TOKEN})
+    refreshes: int = 0
     active: int = 0
     quota_used: int = 0
     files: dict[str, int] = field(default_factory=lambda: {"/netprobe/big.bin": 777})
@@ -214,20 +217,20 @@ def _errno(errno: int, **extra: Any) -> web.Response:
 async def oauth_token(request: web.Request) -> web.Response:
     shapes = request.app[SHAPES]
     query = request.query
-    if shapes.refresh_expired or query.get("refresh_token") not in (
-        REFRESH_TOKEN,
-        ROTATED_REFRESH_TOKEN,
-    ):
+    if shapes.refresh_expired or query.get("refresh_token") not in shapes.refresh_tokens:
         return web.json_response(
             {"error": "expired_token", "error_description": "refresh token has been used"},
             status=400,
         )
     if query.get("client_secret") != CLIENT_SECRET or query.get("grant_type") != "refresh_token":
         return web.json_response({"error": "invalid_client"}, status=401)
+    shapes.refreshes += 1
+    rotated = f"{ROTATED_REFRESH_TOKEN}-{shapes.refreshes}"
+    shapes.refresh_tokens = {rotated}
     return web.json_response(
         {
             "expires_in": 2592000,
-            "refresh_token": ROTATED_REFRESH_TOKEN,
+            "refresh_token": rotated,
             "access_token": ACCESS_TOKEN,
             "session_secret": "",
             "session_key": "",
@@ -382,6 +385,25 @@ def build_app(shapes: Shapes | None = None) -> web.Application:
     return app
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Cloud-drive stand-ins (see the docstring).")
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("rate", type=float, help="the steady rate, bytes/s")
+    parser.add_argument("--burst-rate", type=float, default=0.0, help="bytes/s (0: no burst)")
+    parser.add_argument("--burst-seconds", type=float, default=0.0)
+    parser.add_argument("--burst-bytes", type=int, default=None, help="instead of seconds")
+    parser.add_argument("--file-bytes", type=int, default=FILE_BYTES)
+    args = parser.parse_args()
+    shapes = Shapes(
+        rate=args.rate,
+        burst_rate=args.burst_rate or args.rate,
+        burst_seconds=args.burst_seconds,
+        burst_bytes=args.burst_bytes,
+        file_bytes=args.file_bytes,
+    )
+    web.run_app(build_app(shapes), host=args.host, port=args.port, print=None)
+
+
 if __name__ == "__main__":
-    host, port, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-    web.run_app(build_app(Shapes(rate=rate)), host=host, port=port, print=None)
+    main()

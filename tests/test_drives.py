@@ -65,6 +65,14 @@ def drive(name: str, kind: str, url: str, path: str = "", **fields: object) -> D
     )
 
 
+@pytest.fixture(autouse=True)
+def state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The service's writable state directory (systemd's StateDirectory=), private to a test."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    return state
+
+
 @pytest.fixture
 def share(tmp_path: Path) -> Path:
     root = tmp_path / "share"
@@ -416,7 +424,7 @@ def token_file(tmp_path: Path, name: str) -> Path:
 
 @pytest.mark.slow
 async def test_baidu_free_and_paid_accounts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_directory: Path
 ) -> None:
     monkeypatch.setenv("NETPROBE_TEST_BAIDU_SECRET", CLIENT_SECRET)
     free_tokens, paid_tokens = (
@@ -443,9 +451,63 @@ async def test_baidu_free_and_paid_accounts(
     assert up is not None and up.ok, up
     assert within(up.bytes_per_second, STANDIN_RATE), up.bytes_per_second
     assert free_shapes.stored == {} and len(free_shapes.deleted) == 1
-    # Baidu refresh tokens are single-use: the rotated one is kept, privately.
-    assert free_tokens.read_text().strip() == ROTATED_REFRESH_TOKEN
-    assert free_tokens.stat().st_mode & 0o077 == 0
+    # Baidu refresh tokens are single-use: the rotated one is kept, privately, in the state
+    # directory; the configured file is left as it was.
+    kept = state_directory / "tokens" / "baidu-free.json"
+    assert json.loads(kept.read_text())["refresh_token"].startswith(ROTATED_REFRESH_TOKEN)
+    assert kept.stat().st_mode & 0o077 == 0
+    assert free_tokens.read_text().strip() == REFRESH_TOKEN
+
+
+@contextlib.contextmanager
+def read_only_directory(path: Path) -> Iterator[Path]:
+    """A directory on a read-only filesystem: what /etc/netprobe is to the service."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+async def test_baidu_rotated_token_survives_a_read_only_config_directory(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    state_directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The /etc/netprobe layout: the configured token cannot be rewritten, so every rotated
+    token goes to the state directory and is read from there on the next probe; a state
+    directory that cannot take it fails the probe before the old token is spent."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only filesystem")
+    monkeypatch.setenv("NETPROBE_TEST_BAIDU_SECRET", CLIENT_SECRET)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    configured = token_file(etc, "baidu.token")
+    subprocess.run(["mount", "--bind", "-o", "ro", str(etc), str(etc)], check=True)
+    try:
+        async with standin(Shapes(rate=STANDIN_RATE)) as (url, shapes):
+            config = baidu("baidu-free", url, configured, duration=2.0, burst=1.0)
+            for run in ("first", "second", "third"):
+                result = await probe_drive(config, line=None, run_id=run)
+                assert result.tier == "free", result
+            assert shapes.refreshes == 3
+            with read_only_directory(tmp_path / "ro-state") as read_only:
+                monkeypatch.setenv("STATE_DIRECTORY", str(read_only))
+                caplog.set_level(logging.ERROR)
+                locked = await probe_drive(config, line=None, run_id="locked")
+            monkeypatch.setenv("STATE_DIRECTORY", str(state_directory))
+            assert shapes.refreshes == 3  # the old token was not spent
+            again = await probe_drive(config, line=None, run_id="again")
+    finally:
+        subprocess.run(["umount", str(etc)], check=True)
+    assert again.tier == "free" and shapes.refreshes == 4
+    assert locked.download is not None and locked.download.reason == "token_store", locked
+    assert "the token was not refreshed" in (locked.download.error or "")
+    assert "cannot keep a rotated refresh token" in caplog.text
+    for secret in SECRETS:
+        assert secret not in caplog.text
 
 
 # -- failures: clear reasons, the run carries on, no secret anywhere -----------------------------
