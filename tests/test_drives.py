@@ -155,6 +155,58 @@ async def test_rclone_as_the_client(share: Path) -> None:
     assert leftovers(share) == []
 
 
+def rclone_clients_of(parent: int) -> list[int]:
+    """Process ids of the rclone clients (not `rclone serve`) that `parent` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if int(fields[1]) == parent and argv[0] == b"rclone" and argv[1] != b"serve":
+                found.append(int(entry.name))
+    return found
+
+
+async def test_rclone_gets_its_secrets_through_the_environment_not_argv(share: Path) -> None:
+    """The connection string's password and the header reach rclone (the transfer works) but
+    never its command line, which any user can read in /proc/<pid>/cmdline."""
+    import asyncio
+
+    password, header_secret = "dav-secret-pass-77q", "header-secret-value-31x"
+    obscured = subprocess.run(
+        ["rclone", "obscure", password], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    with rclone_webdav(share, "--user", "probe", "--pass", password) as url:
+        remote = f":webdav,url='{url}',user=probe,pass={obscured}:"
+        config = drive("rc", "rclone", remote, "big.bin", headers={"X-Probe": header_secret})
+        seen: list[tuple[bytes, bytes]] = []
+
+        async def watch() -> None:
+            while True:
+                for pid in rclone_clients_of(os.getpid()):
+                    with contextlib.suppress(OSError):
+                        proc = Path(f"/proc/{pid}")
+                        seen.append(
+                            ((proc / "cmdline").read_bytes(), (proc / "environ").read_bytes())
+                        )
+                await asyncio.sleep(0.2)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            result = await probe_drive(config, line=None, run_id="r4")
+        finally:
+            watcher.cancel()
+    down = result.download
+    assert down is not None and down.ok, down
+    assert seen, "no rclone process was seen running"
+    for cmdline, environ in seen:
+        for secret in (password, obscured, header_secret):
+            assert secret.encode() not in cmdline, cmdline
+        assert obscured.encode() in environ and header_secret.encode() in environ
+
+
 async def test_wsgidav_with_basic_auth(
     share: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -150,6 +150,11 @@ class DriveConfig:
                 raise ValueError(f"the url of {self.kind} drive {self.name} {problem}")
         if self.kind == "rclone" and ":" not in self.url:
             raise ValueError("an rclone drive's url is a remote such as 'mydrive:'")
+        if self.kind == "rclone" and len(self.headers) > 1:
+            raise ValueError(
+                "an rclone drive takes at most one header: rclone reads one from its "
+                "environment, and headers never go on its command line"
+            )
         if self.kind == "http" and self.upload.enabled:
             raise ValueError("http drives (share links) are download only")
 
