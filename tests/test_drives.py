@@ -651,6 +651,9 @@ async def test_cli_ad_hoc_and_configured_drives(tmp_path: Path) -> None:
             "NETPROBE_TEST_TOKEN",
         )
         usage_code, _, usage_err = await netprobe("--url", "ftp://x/y", "--kind", "webdav")
+        schemeless_code, _, schemeless_err = await netprobe(
+            "--url", "127.0.0.1:8080/share/big.bin?sign=abc", "--kind", "http"
+        )
         config = tmp_path / "agent.yml"
         config.write_text(
             "contract: {download: 100Mbit, upload: 20Mbit}\n"
@@ -676,6 +679,10 @@ async def test_cli_ad_hoc_and_configured_drives(tmp_path: Path) -> None:
     )
     assert bad_code == 1 and len(bad_err.strip().splitlines()) == 1 and "401" in bad_err
     assert usage_code == 2 and "http(s) URL" in usage_err
+    assert schemeless_code == 2 and schemeless_err.strip().splitlines() == [
+        "netprobe: error: --url must be an http(s) URL such as https://host/file.bin, "
+        "not '127.0.0.1:8080/share/big.bin'"
+    ]
     for output in (out, err, bad_out, bad_err):
         assert ACCESS_TOKEN not in output
 
