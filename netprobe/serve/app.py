@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from netprobe import __version__
+from netprobe.errors import cannot_listen
 from netprobe.serve import cloudflare, librespeed, native, ndt7, speedtest
 from netprobe.serve.state import PROTOCOL_NAMES, ServerLimits, ServerState
 
@@ -45,7 +46,11 @@ async def start_server(host: str, port: int, limits: ServerLimits | None = None)
     """Start the server on the running loop; returns the runner (call `cleanup()` to stop)."""
     runner = web.AppRunner(build_app(limits), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise cannot_listen(host, port, exc) from None
     return runner
 
 
@@ -57,4 +62,7 @@ def bound_port(runner: web.AppRunner) -> int:
 
 def serve_forever(host: str, port: int, limits: ServerLimits | None = None) -> None:
     """Run the server until interrupted (the `netprobe serve` command)."""
-    web.run_app(build_app(limits), host=host, port=port, access_log=None, print=None)
+    try:
+        web.run_app(build_app(limits), host=host, port=port, access_log=None, print=None)
+    except OSError as exc:
+        raise cannot_listen(host, port, exc) from None
