@@ -792,6 +792,10 @@ def test_metrics_from_a_record() -> None:
         "ok": True,
         "bytes_per_second": 1e6,
         "burst_bytes_per_second": 3e6,
+        "burst_seconds": 4.0,
+        "burst_bytes": 12_000_000,
+        "steady_seconds": 10.5,
+        "stop_reason": "steady",
         "ttfb_seconds": 0.05,
         "link_seconds": 0.2,
         "bytes": 5_000_000,
@@ -815,6 +819,10 @@ def test_metrics_from_a_record() -> None:
         in text
     )
     assert 'netprobe_drive_tier_info{drive="d",tier="free"} 1.0' in text
+    assert 'netprobe_drive_burst_seconds{direction="download",drive="d"} 4.0' in text
+    assert 'netprobe_drive_burst_bytes{direction="download",drive="d"} 1.2e+07' in text
+    assert 'netprobe_drive_steady_seconds{direction="download",drive="d"} 10.5' in text
+    assert 'netprobe_drive_stop_info{direction="download",drive="d",stop="steady"} 1.0' in text
     assert 'netprobe_drive_bytes_total{direction="download",drive="d"} 5e+06' in text
     assert (
         'netprobe_drive_floor_bytes_per_second{direction="download",drive="d",severity="critical"} 131072.0'
