@@ -529,7 +529,7 @@ def drive(
 ) -> None:
     """Measure cloud drives: the configured ones, or one file given by --url."""
     from netprobe.config import drives_named
-    from netprobe.console import error_line
+    from netprobe.console import ProgressSink, error_line
     from netprobe.drives.config import Credentials, ad_hoc, ad_hoc_with
     from netprobe.drives.result import describe
     from netprobe.drives.run import probe_drives
@@ -558,7 +558,8 @@ def drive(
                 upload_bytes=parse_size(upload) if upload is not None else None,
             )
         ]
-    results = asyncio.run(probe_drives(drives, line=None, run_id=new_id()))
+    sink = None if as_json else ProgressSink()
+    results = asyncio.run(probe_drives(drives, line=None, run_id=new_id(), sink=sink))
     failed = False
     for result in results:
         if as_json:

@@ -374,16 +374,22 @@ async def test_steady_rate_after_a_burst_of_unknown_length(
     )
     async with standin(shapes) as (url, _):
         config = drive("aliyun", "http", f"{url}/burst/big.bin", duration=4.0, burst=6.0)
-        result = await probe_drive(config, line=None, run_id="b")
+        sink = Recorder()
+        result = await probe_drive(config, line=None, run_id="b", sink=sink)
     down = result.download
     assert down is not None and down.ok, down
     assert within(down.bytes_per_second, BURST_STEADY_RATE), down.bytes_per_second
     assert down.stop_reason == "steady"
     assert down.steady_seconds is not None and down.steady_seconds >= 4.0
+    # The progress line (netprobe drive) turns from "warm-up" to "measuring" when the burst ends.
+    kinds = [e.kind for e in sink.events]
+    assert kinds[0] == "started" and kinds[-1] == "finished" and kinds.count("sample") >= 4
     if burst_seconds is None and burst_bytes is None:
+        assert "warmup_done" not in kinds
         assert down.throttle == "unknown"
         assert down.burst_seconds is None and down.burst_bytes is None
         return
+    assert kinds.count("warmup_done") == 1
     expected_bytes = burst_bytes or BURST_RATE * (burst_seconds or 0.0)
     assert down.throttle == "burst_then_cap"
     assert within(down.burst_bytes, expected_bytes, 0.10), down.burst_bytes

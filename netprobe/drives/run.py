@@ -129,8 +129,7 @@ class _SteadyRule:
     hold_seconds: float
     wait_seconds: float
 
-    def met(self, timeline: StreamSeries) -> bool:
-        state = find_steady(timeline)
+    def met(self, state: SteadyState | None) -> bool:
         if state is None or state.held_seconds < self.hold_seconds:
             return False
         return state.burst_seconds is not None or state.held_seconds >= self.wait_seconds
@@ -252,6 +251,7 @@ class _Probe:
         stall = StallWatch(STALL_SECONDS, started)
         next_event = 1.0
         next_check = 0.0
+        burst_seen = False
         while True:
             await asyncio.sleep(SAMPLE_SECONDS)
             now = self.clock()
@@ -276,7 +276,19 @@ class _Probe:
                     )
                 if rule is not None and t >= next_check:
                     next_check = t + STEADY_CHECK_SECONDS
-                    if rule.met(phase.timeline):
+                    state = find_steady(phase.timeline)
+                    if not burst_seen and state is not None and state.burst_seconds is not None:
+                        burst_seen = True  # the progress line now says "measuring"
+                        self.emit(
+                            "warmup_done",
+                            direction,
+                            t_seconds=t,
+                            bytes_per_second=state.bytes_per_second,
+                            total_bytes=total,
+                            streams=len(tasks),
+                            detail=state.burst_seconds,
+                        )
+                    if rule.met(state):
                         return "steady"
             if all(task.done() for task in tasks):
                 return "ended"
