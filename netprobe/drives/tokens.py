@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,15 +74,16 @@ class TokenStore:
     @contextlib.contextmanager
     def rotation(self) -> Iterator[Rotation]:
         """A place for the next token, made before the current one is spent."""
-        temporary = self.path.with_name(self.path.name + ".new")
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # A name of its own (mode 0600): a second probe of the same drive cannot clobber it.
+            fd, name = tempfile.mkstemp(dir=self.directory, prefix=self.path.name, suffix=".new")
         except OSError as exc:
             raise TokenStoreError(
                 f"cannot keep a rotated refresh token in {self.directory}: {exc.strerror}; "
                 "the token was not refreshed (give the service a writable state directory)"
             ) from None
+        temporary = Path(name)
         rotation = Rotation(fd, temporary, self.path, _digest(self.configured.reveal()))
         try:
             yield rotation
