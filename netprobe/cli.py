@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperOption
 
 from netprobe import __version__
+from netprobe.i18n import _, ngettext, use_language
 
 if TYPE_CHECKING:
     from netprobe.results import LineResult
@@ -118,8 +119,6 @@ def main_options(
     ] = None,
 ) -> None:
     """Measure a broadband line and cloud drives against what was promised."""
-    from netprobe.i18n import use_language
-
     use_language(lang)
 
 
@@ -237,8 +236,7 @@ def serve(
         download_rate_bytes_per_second=rates.get("download"),
         upload_rate_bytes_per_second=rates.get("upload"),
     )
-    typer.echo(f"netprobe server {__version__} listening on http://{host}:{port}/", err=True)
-    serve_forever(host, port, limits)
+    serve_forever(host, port, limits, announce=lambda line: typer.echo(line, err=True))
 
 
 @app.command(epilog="Examples:  netprobe latency 192.0.2.1   ·   netprobe latency host --tcp 443")
@@ -311,7 +309,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="Configuration file t
     from netprobe.config import check_config_file
 
     check_config_file(file)
-    typer.echo(f"{file}: ok")
+    typer.echo(_("{file}: ok").format(file=file))
 
 
 @config_app.command("render", epilog="Example:  netprobe config render fleet.yml --var SITE=berlin")
@@ -399,6 +397,49 @@ def results_export(
         write_csv(records, sys.stdout)
 
 
+@results_app.command(
+    "import",
+    epilog="Examples:  netprobe results import speedtest.csv --store results.db   ·   "
+    "netprobe results import tracker.csv --config agent.yml --timezone Europe/Berlin",
+)
+def results_import(
+    file: Annotated[Path, typer.Argument(help="The file another tool wrote")],
+    config: StoreConfigOption = None,
+    store: StorePathOption = None,
+    input_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="speedtest-cli-json, speedtest-cli-csv, ookla-json, speedtest-tracker-csv, "
+            "netprobe-jsonl or netprobe-csv (default: recognised from the file)",
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(help="Zone of times written without a UTC offset, e.g. Europe/Berlin"),
+    ] = None,
+) -> None:
+    """Store measurements made by other tools, marked as imported (docs/import.md)."""
+    from netprobe.results_import import import_records, read_import
+    from netprobe.store import open_named_store
+    from netprobe.units import time_zone
+
+    zone = time_zone(timezone, "--timezone") if timezone else None
+    records = read_import(file.read_text(encoding="utf-8"), input_format, zone, file.name)
+    opened, _zone = open_named_store(config, store, create=True)
+    try:
+        added, known = import_records(opened, records)
+    finally:
+        opened.close()
+    typer.echo(
+        ngettext(
+            "{file}: imported {added} test ({known} already stored)",
+            "{file}: imported {added} tests ({known} already stored)",
+            added,
+        ).format(file=file, added=added, known=known)
+    )
+
+
 report_app = _App(help="Compliance reports, and checking their evidence.")
 app.add_typer(report_app, name="report")
 
@@ -481,7 +522,11 @@ def report_verify(
         count = verify_file(file, public_key)
     except EvidenceError as exc:
         raise EvidenceError(f"{file}: {exc}") from None
-    typer.echo(f"{file}: {count} records verified: unbroken chain, valid signatures")
+    typer.echo(
+        _("{file}: {count} records verified: unbroken chain, valid signatures").format(
+            file=file, count=count
+        )
+    )
 
 
 @app.command(

@@ -390,11 +390,14 @@ async def test_steady_rate_after_a_burst_of_unknown_length(
         assert down.burst_seconds is None and down.burst_bytes is None
         return
     assert kinds.count("warmup_done") == 1
-    expected_bytes = burst_bytes or BURST_RATE * (burst_seconds or 0.0)
     assert down.throttle == "burst_then_cap"
-    assert within(down.burst_bytes, expected_bytes, 0.10), down.burst_bytes
-    assert within(down.burst_seconds, expected_bytes / BURST_RATE, 0.10), down.burst_seconds
-    assert within(down.burst_bytes_per_second, BURST_RATE, 0.10), down.burst_bytes_per_second
+    # A busy machine may not serve the burst at its full rate: a burst set by time then carries
+    # fewer bytes, one set by bytes lasts longer. What the stand-in fixed is found.
+    if burst_bytes is not None:
+        assert within(down.burst_bytes, burst_bytes, 0.10), down.burst_bytes
+    else:
+        assert within(down.burst_seconds, burst_seconds or 0.0, 0.10), down.burst_seconds
+    assert down.burst_bytes_per_second and down.burst_bytes_per_second > 5 * BURST_STEADY_RATE
 
 
 async def test_budget_that_ends_the_test_is_named() -> None:

@@ -144,6 +144,16 @@ class _Phase:
     failures: list[MeasurementError] = field(default_factory=list)
     first_byte_at: float | None = None
     stop_reason: str = "ended"
+    by_last_byte: bool = False
+
+    def count_time(self, now: float) -> float:
+        """When the byte count was last true. A download's count is as of its last byte: a
+        sample taken late (a busy machine) must not stretch the time the bytes took. An
+        upload's count changes as the socket drains, without a byte added: it is as of now."""
+        if not self.by_last_byte:
+            return now
+        lasts = [m.last_byte_at for m in self.meters if m.last_byte_at is not None]
+        return max(lasts, default=now)
 
     @property
     def end_seconds(self) -> float:
@@ -260,9 +270,10 @@ class _Probe:
             if firsts and phase.first_byte_at is None:
                 phase.first_byte_at = min(firsts)
             if phase.first_byte_at is not None:
-                t = now - phase.first_byte_at
-                phase.timeline.t_seconds.append(t)
-                phase.timeline.bytes.append(total)
+                t = phase.count_time(now) - phase.first_byte_at
+                if not phase.timeline.t_seconds or t > phase.timeline.t_seconds[-1]:
+                    phase.timeline.t_seconds.append(t)
+                    phase.timeline.bytes.append(total)
                 if t >= next_event:
                     next_event += 1.0
                     rate = total - bytes_at(phase.timeline, t - 1.0)
@@ -308,7 +319,7 @@ class _Probe:
         work: Callable[[Meter], Coroutine[Any, Any, None]],
         rule: _SteadyRule | None,
     ) -> _Phase:
-        phase = _Phase(meters)
+        phase = _Phase(meters, by_last_byte=direction == "download")
         tasks = [asyncio.create_task(work(meter)) for meter in meters]
         ended_by_themselves = False
         try:
