@@ -222,6 +222,21 @@ def serve(
     rate: Annotated[
         str | None, typer.Option(help="Act as a line of DOWN/UP, e.g. 100M/20M (default: no cap)")
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections at most (also kept below the fd limit)")
+    ] = 512,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds a client has to send a request's headers")
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds an upload may send nothing before it is cut")
+    ] = 10.0,
+    access_log: Annotated[
+        str | None, typer.Option(help="Append one line per test to this file ('-': stderr)")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve Prometheus metrics at HOST:PORT/metrics")
+    ] = None,
 ) -> None:
     """Run the reference test server."""
     from netprobe.serve.app import serve_forever
@@ -233,10 +248,27 @@ def serve(
         max_bytes_per_request=parse_size(max_request_bytes),
         max_request_seconds=max_request_seconds,
         max_tests=max_tests,
+        max_connections=max_connections,
+        header_timeout_seconds=header_timeout,
+        idle_body_timeout_seconds=idle_timeout,
         download_rate_bytes_per_second=rates.get("download"),
         upload_rate_bytes_per_second=rates.get("upload"),
     )
-    serve_forever(host, port, limits, announce=lambda line: typer.echo(line, err=True))
+    serve_forever(
+        host,
+        port,
+        limits,
+        announce=lambda line: typer.echo(line, err=True),
+        access_log=access_log,
+        metrics=_parse_listen(metrics, "--metrics") if metrics else None,
+    )
+
+
+def _parse_listen(address: str, option: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{option} must be HOST:PORT, e.g. 127.0.0.1:9101, not {address!r}")
+    return host.strip("[]"), int(port)
 
 
 @app.command(epilog="Examples:  netprobe latency 192.0.2.1   ·   netprobe latency host --tcp 443")
@@ -361,8 +393,8 @@ def results_list(
     limit: Annotated[int, typer.Option(min=1, help="Newest N results")] = 50,
 ) -> None:
     """One line per stored result, oldest first, in the probe's local time."""
+    from netprobe.config import open_named_store
     from netprobe.console import results_table
-    from netprobe.store import open_named_store
 
     opened, zone = open_named_store(config, store)
     records = opened.records(kind=kind, since=since)[-limit:]
@@ -382,19 +414,20 @@ def results_export(
     """Write stored results to stdout: full sealed records (jsonl) or one row per direction (csv)."""
     import sys
 
+    from netprobe.config import open_named_store
     from netprobe.errors import ConfigError
-    from netprobe.store import open_named_store, write_csv
+    from netprobe.report.csv import write_csv
 
     if output_format not in ("jsonl", "csv"):
         raise ConfigError(f"--format must be jsonl or csv, not {output_format!r}")
-    opened, _zone = open_named_store(config, store)
+    opened, zone = open_named_store(config, store)
     records = opened.records(kind=kind, since=since, until=until)
     opened.close()
     if output_format == "jsonl":
         for record in records:
             sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
     else:
-        write_csv(records, sys.stdout)
+        write_csv(records, sys.stdout, zone)
 
 
 @results_app.command(
@@ -420,8 +453,8 @@ def results_import(
     ] = None,
 ) -> None:
     """Store measurements made by other tools, marked as imported (docs/import.md)."""
+    from netprobe.config import open_named_store
     from netprobe.results_import import import_records, read_import
-    from netprobe.store import open_named_store
     from netprobe.units import time_zone
 
     zone = time_zone(timezone, "--timezone") if timezone else None

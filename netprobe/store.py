@@ -19,18 +19,15 @@ each into an "aborted" result, so the interruption is part of the record.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 from netprobe.compliance.evidence import GENESIS, ProbeKey, seal_record
-from netprobe.configschema import DURATION
-from netprobe.errors import ConfigError, StoreError
+from netprobe.configschema import DURATION, Key
+from netprobe.errors import StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -71,7 +68,7 @@ class StoreConfig:
 
     path: str = "/var/lib/netprobe/results.db"
     key_file: str | None = None
-    retention: Annotated[float, DURATION] = 400 * 86400.0
+    retention_seconds: Annotated[float, DURATION, Key("retention")] = 400 * 86400.0
 
 
 class Store:
@@ -196,75 +193,3 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
-
-
-CSV_COLUMNS = (
-    "seq",
-    "id",
-    "run_id",
-    "kind",
-    "started_at",
-    "probe_id",
-    "server",
-    "direction",
-    "outcome",
-    "ok",
-    "valid",
-    "invalid_reason",
-    "peak",
-    "bytes_per_second",
-    "window_seconds",
-    "total_bytes",
-    "streams",
-    "reason",
-    "idle_latency_seconds",
-    "loaded_latency_seconds",
-    "cross_traffic_bytes_per_second",
-    "cross_traffic_during_bytes_per_second",
-    "cpu_percent",
-    "link_type",
-    "link_speed_bytes_per_second",
-    "hash",
-)
-
-
-def write_csv(records: Iterable[dict[str, Any]], out: TextIO) -> None:
-    """One row per direction of each record (samples stay in the JSONL export)."""
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for record in records:
-        conditions = record.get("conditions") or {}
-        server = record.get("server")
-        evidence = record.get("evidence") or {}
-        base = {
-            **{k: record.get(k) for k in CSV_COLUMNS if k in record},
-            **{k: conditions.get(k) for k in CSV_COLUMNS if k in conditions},
-            "server": server.get("url") if isinstance(server, dict) else server,
-            "seq": evidence.get("seq"),
-            "hash": evidence.get("hash"),
-        }
-        parts = [record[d] for d in ("download", "upload") if isinstance(record.get(d), dict)]
-        for part in parts or [{}]:
-            writer.writerow({**base, **{k: part.get(k) for k in CSV_COLUMNS if k in part}})
-
-
-def open_named_store(
-    config: Path | None, store: Path | None, *, create: bool = False
-) -> tuple[Store, tzinfo]:
-    """The store named by `--store PATH` or by the configuration's `store.path`, and the zone
-    its times are shown in (the probe's `timezone`, else this machine's). Only with `create`
-    is a store that does not exist yet made."""
-    from netprobe.config import load_config
-
-    zone: tzinfo | None = None
-    if store is not None:
-        path = store
-    elif config is not None:
-        loaded = load_config(config, measuring=False)
-        path, zone = Path(loaded.store.path), loaded.probe.zone()
-    else:
-        raise ConfigError("give --config FILE or --store PATH")
-    if not path.exists() and not create:
-        raise ConfigError(f"no results store at {path}")
-    local = datetime.now().astimezone().tzinfo
-    return Store(path), zone or local or UTC

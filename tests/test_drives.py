@@ -54,8 +54,12 @@ def within(measured: float | None, cap: float, tolerance: float = 0.05) -> bool:
 
 
 def drive(name: str, kind: str, url: str, path: str = "", **fields: object) -> DriveConfig:
-    """A drive with short windows: 3 s per phase, the first second counted as burst."""
-    defaults: dict[str, object] = {"duration": 3.0, "burst": 1.0, "time_limit": 30.0}
+    """A drive with short phases: its steady rate held 3 s, a burst waited out for 1 s."""
+    defaults: dict[str, object] = {
+        "duration_seconds": 3.0,
+        "burst_seconds": 1.0,
+        "time_limit_seconds": 30.0,
+    }
     return DriveConfig(
         name=name,
         kind=kind,  # type: ignore[arg-type]
@@ -231,11 +235,13 @@ async def test_wsgidav_with_basic_auth(
     monkeypatch.setenv("NETPROBE_TEST_DAV_PASSWORD", BASIC_PASSWORD)
     try:
         wait_for_port("127.0.0.1", port)
-        config = drive("wsgidav", "webdav", f"http://127.0.0.1:{port}", "big.bin", duration=2.0)
+        config = drive(
+            "wsgidav", "webdav", f"http://127.0.0.1:{port}", "big.bin", duration_seconds=2.0
+        )
         config.credentials.username = BASIC_USER
         config.credentials.password = Secret(env="NETPROBE_TEST_DAV_PASSWORD")
         config.upload = UploadConfig(enabled=True, size=2 * MIB, path="/")
-        config.budget = 400 * MIB
+        config.max_bytes = 400 * MIB
         result = await probe_drive(config, line=None, run_id="r4")
         config.credentials.password = Secret(env="NETPROBE_TEST_UNSET")
         monkeypatch.setenv("NETPROBE_TEST_UNSET", "wrong-password")
@@ -246,7 +252,7 @@ async def test_wsgidav_with_basic_auth(
     assert result.download is not None and result.download.ok, result.download
     assert result.download.bytes_per_second and result.download.bytes_per_second > 1 * MIB
     assert result.upload is not None and result.upload.ok, result.upload
-    assert result.download.bytes + result.upload.bytes <= config.budget
+    assert result.download.bytes + result.upload.bytes <= config.max_bytes
     assert leftovers(share) == []
     assert refused.download is not None and refused.download.reason == "auth"
 
@@ -270,11 +276,11 @@ async def test_s3_against_moto(tmp_path: Path) -> None:
         )
         client.create_bucket(Bucket="probe")
         client.put_object(Bucket="probe", Key="data/big.bin", Body=os.urandom(24 * MIB))
-        config = drive("s3", "s3", f"{endpoint}/probe", "data/big.bin", duration=2.0)
+        config = drive("s3", "s3", f"{endpoint}/probe", "data/big.bin", duration_seconds=2.0)
         config.credentials.access_key_id = "AKIDNETPROBE"
         config.credentials.secret_access_key = Secret(env="NETPROBE_TEST_S3_SECRET")
         config.upload = UploadConfig(enabled=True, size=3 * MIB, path="data")
-        config.budget = 64 * MIB
+        config.max_bytes = 64 * MIB
         result = await probe_drive(config, line=None, run_id="r5")
         keys = [o["Key"] for o in client.list_objects_v2(Bucket="probe").get("Contents", [])]
     finally:
@@ -373,7 +379,9 @@ async def test_steady_rate_after_a_burst_of_unknown_length(
         burst_bytes=burst_bytes,
     )
     async with standin(shapes) as (url, _):
-        config = drive("aliyun", "http", f"{url}/burst/big.bin", duration=4.0, burst=6.0)
+        config = drive(
+            "aliyun", "http", f"{url}/burst/big.bin", duration_seconds=4.0, burst_seconds=6.0
+        )
         sink = Recorder()
         result = await probe_drive(config, line=None, run_id="b", sink=sink)
     down = result.download
@@ -400,19 +408,19 @@ async def test_steady_rate_after_a_burst_of_unknown_length(
     assert down.burst_bytes_per_second and down.burst_bytes_per_second > 5 * BURST_STEADY_RATE
 
 
-async def test_budget_that_ends_the_test_is_named() -> None:
-    """A fast drive uses up the data budget before its rate could hold steady: the result and
-    the line a person reads both say that the budget ended it."""
+async def test_max_bytes_that_ends_the_test_is_named() -> None:
+    """A fast drive uses up its max_bytes before its rate could hold steady: the result and
+    the line a person reads both say that the byte limit ended it."""
     shapes = Shapes(rate=200_000_000.0)
     async with standin(shapes) as (url, _):
-        config = drive("fast", "http", f"{url}/capped/big.bin", budget=20 * MIB)
+        config = drive("fast", "http", f"{url}/capped/big.bin", max_bytes=20 * MIB)
         result = await probe_drive(config, line=None, run_id="f")
     down = result.download
     assert down is not None and down.ok, down
-    assert down.stop_reason == "budget"
+    assert down.stop_reason == "max_bytes"
     assert down.bytes <= 20 * MIB
     line = describe(result, down)
-    assert "stopped by the drive's data budget of 21.0 MB" in line, line
+    assert "stopped at the drive's max_bytes of 21.0 MB" in line, line
     assert "0.0 min" not in line
 
 
@@ -549,7 +557,7 @@ async def test_baidu_rotated_token_survives_a_read_only_config_directory(
     subprocess.run(["mount", "--bind", "-o", "ro", str(etc), str(etc)], check=True)
     try:
         async with standin(Shapes(rate=STANDIN_RATE)) as (url, shapes):
-            config = baidu("baidu-free", url, configured, duration=2.0, burst=1.0)
+            config = baidu("baidu-free", url, configured, duration_seconds=2.0, burst_seconds=1.0)
             for run in ("first", "second", "third"):
                 result = await probe_drive(config, line=None, run_id=run)
                 assert result.tier == "free", result
@@ -580,7 +588,7 @@ async def test_failures_have_reasons_and_never_show_secrets(
     monkeypatch.setenv("NETPROBE_TEST_TOKEN", ACCESS_TOKEN)
     sink = Recorder()
     async with standin(Shapes(rate=STANDIN_RATE, refresh_expired=True)) as (url, _):
-        short = {"duration": 2.0}
+        short = {"duration_seconds": 2.0}
         expired_http = drive("expired", "http", f"{url}/expired/big.bin", **short)
         expired_http.credentials.token = Secret(env="NETPROBE_TEST_TOKEN")
         drives = [
@@ -750,14 +758,15 @@ def test_drive_config_from_yaml(tmp_path: Path) -> None:
             "kind": "baidu",
             "credentials": {"access_token": {"file": str(secret)}},
             "upload": {"enabled": True, "size": "8MiB"},
-            "budget": "100MB",
+            "max_bytes": "100MB",
             "duration": "20s",
             "floors": {"critical": "128KiB/s", "warning": "1MiB/s"},
         },
         file="agent.yml",
         key="drives[0]",
     )
-    assert config.upload.size == 8 * MIB and config.budget == 100_000_000
+    assert config.upload.size == 8 * MIB and config.max_bytes == 100_000_000
+    assert config.duration_seconds == 20.0
     assert config.floors.critical == 128 * 1024
     with pytest.raises(ConfigError, match="readable by others"):
         assert config.credentials.access_token is not None
@@ -838,3 +847,18 @@ def test_metrics_from_a_record() -> None:
         in text
     )
     assert "netprobe_drive_last_success_timestamp_seconds" in text
+
+
+def test_a_drive_budget_key_still_works_with_one_deprecation_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`budget` is the monthly data budget only; a drive's per-probe cap is `max_bytes`."""
+    old = {"name": "x", "kind": "http", "url": "http://a/b", "budget": "8MB"}
+    with caplog.at_level("WARNING", logger="netprobe.config"):
+        config = build(DriveConfig, old, file="agent.yml", key="drives[0]")
+    assert config.max_bytes == 8_000_000
+    assert [r.getMessage() for r in caplog.records] == [
+        "agent.yml: drives[0].budget is deprecated, call it max_bytes"
+    ]
+    with pytest.raises(ConfigError, match=r"drives\[0\]\.budget: give max_bytes only"):
+        build(DriveConfig, {**old, "max_bytes": "8MB"}, file="agent.yml", key="drives[0]")

@@ -11,7 +11,7 @@
           client_secret: {env: BAIDU_CLIENT_SECRET}
         download: {path: /netprobe/1GiB.bin}
         upload: {enabled: true, size: 16MiB, path: /netprobe}
-        budget: 256MiB
+        max_bytes: 256MiB       # per probe; the monthly data budget is `budget:`
 
 Secrets are never written in the file itself: a `Secret` names an environment variable or a
 file, and files that other users can read are refused (like ssh does with private keys).
@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from netprobe.configschema import DURATION, RATE, SIZE
+from netprobe.configschema import DURATION, RATE, SIZE, Key
 from netprobe.errors import ConfigError
 from netprobe.secrets import Secret
 
 DriveKind = Literal["http", "webdav", "s3", "rclone", "baidu"]
 Tier = Literal["free", "paid", "auto"]
 
-# METHOD.md §5 suggested floors.
+# docs/method.md §5 suggested floors.
 CRITICAL_FLOOR_BYTES_PER_SECOND = 128 * 1024
 WARNING_FLOOR_BYTES_PER_SECOND = 1024 * 1024
 WARNING_LINE_SHARE = 0.05
@@ -89,7 +89,7 @@ class UploadConfig:
 
 @dataclass
 class Floors:
-    """Policy floors (METHOD.md §5): below `critical` is unusable, below `warning` is poor.
+    """Policy floors (docs/method.md §5): below `critical` is unusable, below `warning` is poor.
 
     Defaults: critical under 128 KiB/s; warning under 1 MiB/s or under 5 % of the line's rate
     measured just before. Each probe is judged on its own; "critical on 3 probes in a row" is
@@ -119,8 +119,9 @@ class DriveConfig:
 
     A download runs until its steady rate has held `duration`; a burst before it is found in
     the samples, whatever its length or size, and with none in sight the probe still waits
-    `burst` (the longest burst it will wait out) before calling the rate steady. `budget` and
-    `time_limit` end it sooner, and the result says so.
+    `burst` (the longest burst it will wait out) before calling the rate steady. `max_bytes`
+    and `time_limit` end it sooner, and the result says so. (The attributes carry `_seconds`;
+    the configuration keys are `duration`, `burst`, `time_limit`.)
     """
 
     name: str
@@ -133,11 +134,12 @@ class DriveConfig:
     connections: int = 1
     download: DownloadConfig = field(default_factory=DownloadConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
-    budget: Annotated[int, SIZE] = 256 * 1024 * 1024
-    duration: Annotated[float, DURATION] = 10.0
-    burst: Annotated[float, DURATION] = 25.0
-    time_limit: Annotated[float, DURATION] = 120.0
-    connect_timeout: Annotated[float, DURATION] = 15.0
+    # At most this many payload bytes per probe (all phases); "budget" is the monthly one.
+    max_bytes: Annotated[int, SIZE, Key("max_bytes", old="budget")] = 256 * 1024 * 1024
+    duration_seconds: Annotated[float, DURATION, Key("duration")] = 10.0
+    burst_seconds: Annotated[float, DURATION, Key("burst")] = 25.0
+    time_limit_seconds: Annotated[float, DURATION, Key("time_limit")] = 120.0
+    connect_timeout_seconds: Annotated[float, DURATION, Key("connect_timeout")] = 15.0
     floors: Floors = field(default_factory=Floors)
 
     def __post_init__(self) -> None:
@@ -168,9 +170,6 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
     """
     if kind not in ("http", "webdav", "s3", "rclone"):
         raise ConfigError(f"--kind must be http, webdav, s3 or rclone, not {kind!r}")
-    if kind == "http":
-        _check_http_url(url)
-        return DriveConfig(name=name, kind="http", url=url)
     if kind == "rclone":
         remote, _, path = url.rpartition(":")
         if not remote or not path:
@@ -187,6 +186,8 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
         )
     _check_http_url(url)
     parts = urlsplit(url)
+    if kind == "http":
+        return DriveConfig(name=name, kind="http", url=url)
     origin = f"{parts.scheme}://{parts.netloc}"
     path = parts.path
     if kind == "s3":
@@ -233,8 +234,8 @@ def ad_hoc_with(
             credentials=credentials,
             headers=parsed,
             connections=connections,
-            duration=duration_seconds,
-            burst=burst_seconds,
+            duration_seconds=duration_seconds,
+            burst_seconds=burst_seconds,
             upload=upload,
         )
     except ValueError as exc:

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from netprobe.results import DIRECTIONS, Direction, new_id, utc_now_iso
+from netprobe.results import DIRECTIONS, Direction, Record
 from netprobe.units import format_rate, format_size
 
 GIBIBYTE = 1024**3
@@ -23,8 +23,8 @@ class DriveTransfer:
     `bytes_per_second` is the steady rate of one connection (what a user of the free tier gets),
     measured after the burst, if there was one: `burst_seconds` long from the first byte,
     `burst_bytes` in all, at `burst_bytes_per_second`. `steady_seconds` is how long the steady
-    state held; `stop_reason` what ended the download: "steady" (held long enough), "budget"
-    (the drive's data budget) or "time_limit".
+    state held; `stop_reason` what ended the download: "steady" (held long enough),
+    "max_bytes" (the drive's byte limit per probe) or "time_limit".
     `per_second_bytes[i]` are the payload bytes moved in second i after the first byte.
     `multi_bytes_per_second` is the aggregate of `multi_connections` parallel connections when
     the drive is configured to classify with more than one. `floor` is the severity
@@ -63,7 +63,7 @@ class DriveTransfer:
 
 
 @dataclass
-class DriveResult:
+class DriveResult(Record):
     """One probe of one drive account, run back to back with a line test (same `run_id`)."""
 
     drive: str
@@ -73,18 +73,10 @@ class DriveResult:
     download: DriveTransfer | None = None
     upload: DriveTransfer | None = None
     budget_bytes: int = 0
-    probe_id: str = ""
-    run_id: str = field(default_factory=new_id)
-    id: str = field(default_factory=new_id)
-    started_at: str = field(default_factory=utc_now_iso)
-    kind: str = "drive"
+    kind: str = field(default="drive", kw_only=True)
 
     def directions(self) -> list[DriveTransfer]:
         return [d for d in (self.download, self.upload) if d is not None]
-
-    def failed_reason(self) -> str | None:
-        """The first failure reason among the directions, if any failed."""
-        return next((d.reason for d in self.directions() if not d.ok), None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -142,10 +134,10 @@ def _duration(seconds: float) -> str:
 def _stopped_early(result: DriveResult, transfer: DriveTransfer) -> str | None:
     """Why the download ended before its steady state held long enough, if it did."""
     held = f"the rate was steady for only {transfer.steady_seconds or 0.0:.1f} s"
-    if transfer.stop_reason == "budget":
+    if transfer.stop_reason == "max_bytes":
         return (
-            f"stopped by the drive's data budget of {format_size(result.budget_bytes)} "
-            f"after {transfer.duration_seconds:.1f} s: {held} (raise budget for a longer test)"
+            f"stopped at the drive's max_bytes of {format_size(result.budget_bytes)} "
+            f"after {transfer.duration_seconds:.1f} s: {held} (raise max_bytes for a longer test)"
         )
     if transfer.stop_reason == "time_limit":
         return (

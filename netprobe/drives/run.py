@@ -2,7 +2,7 @@
 
 The agent calls `probe_drives` right after a line test, with that test's result and run id, so
 the drive and the line are measured back to back on the same WAN but never at the same time
-(METHOD.md §5):
+(docs/method.md §5):
 
     line = await measure_line(backend, ["download", "upload"], options)
     drives = await probe_drives(config.drives, line=line, run_id=line.run_id)
@@ -11,8 +11,8 @@ Download: one connection (free Baidu accounts are punished for parallel connecti
 steady state has held `duration` seconds: free tiers serve a burst first, of a length and size
 nobody publishes, so the burst's end is found in the samples (`steady.py`), and with no burst
 in sight the probe waits `burst` seconds before calling the rate steady. With `connections: N`
-a second phase runs N at once to tell a per-connection cap from an aggregate one. Upload: fresh random bytes (drives deduplicate by
-hash), deleted afterwards. Both stop early at the drive's data budget. A failure is a failed
+a second phase runs N at once to tell a per-connection cap from an aggregate one. Upload:
+fresh random bytes (drives deduplicate by hash), deleted afterwards. Both stop early at the drive's data budget. A failure is a failed
 result with a reason; the next drive is probed all the same.
 """
 
@@ -34,7 +34,6 @@ from netprobe.drives.adapter import (
     CHUNK_BYTES,
     AdapterFactory,
     Allowance,
-    BudgetReached,
     DriveAdapter,
     Meter,
     Redactor,
@@ -43,8 +42,8 @@ from netprobe.drives.classify import REFUSAL_REASONS, Evidence, classify
 from netprobe.drives.config import DriveConfig
 from netprobe.drives.result import GIBIBYTE, DriveResult, DriveTransfer
 from netprobe.drives.steady import SteadyState, find_steady
-from netprobe.errors import ConfigError, MeasurementError, TransportError
-from netprobe.events import Event, NullSink, Sink
+from netprobe.errors import BudgetReached, ConfigError, MeasurementError, TransportError
+from netprobe.events import Event, NullSink, Sink, result_event
 from netprobe.measure.sampling import StallWatch, bytes_at
 from netprobe.results import Direction, LineResult, StreamSeries
 
@@ -80,14 +79,23 @@ async def probe_drives(
     run_id: str,
     sink: Sink | None = None,
     adapters: Mapping[str, AdapterFactory] | None = None,
+    probe_id: str = "",
 ) -> list[DriveResult]:
-    """Probe the drives one after another; free/paid pairs get their parity ratio."""
+    """Probe the drives one after another; free/paid pairs get their parity ratio.
+
+    Each probe's events go to `sink` as it runs; once the pairs are judged, one "result"
+    event per drive carries its finished record.
+    """
     table = adapters or _adapters()
     results = [
         await probe_drive(drive, line=line, run_id=run_id, sink=sink, adapters=table)
         for drive in drives
     ]
     _pair_free_with_paid(results)
+    for result in results:
+        result.probe_id = probe_id
+        if sink is not None:
+            sink.emit(result_event(result.to_dict()))
     return results
 
 
@@ -108,7 +116,7 @@ async def probe_drive(
         tier=drive.tier if drive.tier != "auto" else "unknown",
         group=drive.group,
         run_id=run_id,
-        budget_bytes=drive.budget,
+        budget_bytes=drive.max_bytes,
     )
     try:
         adapter = (adapters or _adapters())[drive.kind](drive, probe.redactor)
@@ -304,10 +312,10 @@ class _Probe:
             if all(task.done() for task in tasks):
                 return "ended"
             stall.check(now, total)
-            if now - started >= self.drive.time_limit:
+            if now - started >= self.drive.time_limit_seconds:
                 if phase.first_byte_at is None or rule is None:
                     raise TransportError(
-                        f"not done within the time limit of {self.drive.time_limit:g} s",
+                        f"not done within the time limit of {self.drive.time_limit_seconds:g} s",
                         reason="timeout",
                     )
                 return "time_limit"
@@ -341,7 +349,7 @@ class _Probe:
         return phase
 
     def _remaining_budget(self) -> int:
-        return self.drive.budget - self.used_bytes
+        return self.drive.max_bytes - self.used_bytes
 
     def _download_budget(self) -> int:
         """What the download may use: the upload's share is kept, and the last chunk's overshoot."""
@@ -356,7 +364,7 @@ class _Probe:
             while True:
                 await adapter.download(meter)
 
-        rule = _SteadyRule(hold_seconds=drive.duration, wait_seconds=drive.burst)
+        rule = _SteadyRule(hold_seconds=drive.duration_seconds, wait_seconds=drive.burst_seconds)
         try:
             allowance = Allowance(self._download_budget())
             single = await self._run_phase(
@@ -370,7 +378,7 @@ class _Probe:
         state = single.steady()
         if state is None:
             return self.failed(
-                "download", "budget", "the drive's data budget left nothing to download", single
+                "download", "max_bytes", "the drive's max_bytes left nothing to download", single
             )
         transfer = DriveTransfer(
             direction="download",
@@ -380,7 +388,7 @@ class _Probe:
             burst_seconds=state.burst_seconds,
             burst_bytes=None if state.burst_bytes is None else round(state.burst_bytes),
             steady_seconds=state.held_seconds,
-            stop_reason="budget" if allowance.bytes_left <= 0 else single.stop_reason,
+            stop_reason="max_bytes" if allowance.bytes_left <= 0 else single.stop_reason,
             ttfb_seconds=single.meters[0].ttfb_seconds,
             link_seconds=single.meters[0].link_seconds,
             bytes=single.bytes,
@@ -392,7 +400,7 @@ class _Probe:
             allowance = Allowance(self._download_budget())
             meters = [Meter(self.clock, allowance) for _ in range(drive.connections)]
             # A burst comes again with each new connection: wait at least as long as it lasted.
-            multi_rule = _SteadyRule(drive.duration, state.burst_seconds or 0.0)
+            multi_rule = _SteadyRule(drive.duration_seconds, state.burst_seconds or 0.0)
             try:
                 multi = await self._run_phase("download", meters, repeatedly, multi_rule)
             except MeasurementError as exc:

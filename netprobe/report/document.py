@@ -298,63 +298,15 @@ def _account(policy: str, line: list[dict[str, Any]], config: ComplianceConfig) 
             ).format(count=rules.per_day)
         else:
             why = _(
-                "not part of a campaign series: less than {minutes:g} min after the test "
-                "before it, or on a day that did not reach {count} measurements"
-            ).format(minutes=rules.spacing_seconds / 60, count=rules.per_day)
+                "not part of a campaign series: it breaks a spacing rule ({minutes:g} min "
+                "between tests, {hours:g} h after a day's {after}th), or its day did not reach "
+                "{count} measurements"
+            ).format(
+                minutes=rules.spacing_seconds / 60,
+                hours=rules.break_seconds / 3600,
+                after=rules.break_after,
+                count=rules.per_day,
+            )
         not_counted[ident] = why
     note = "" if finished else _("no complete campaign yet, so no test is judged")
     return PolicyAccount(policy, sorted(counted), not_counted, note)
-
-
-def direction_rows(report: Report) -> list[dict[str, Any]]:
-    """One row per line test and direction: the figures, conditions and method behind it."""
-    rows = []
-    zone = report.zone
-    for record in report.line_records():
-        started = parse_utc(record["started_at"])
-        conditions = record.get("conditions") or {}
-        server = record.get("server") or {}
-        evidence = record.get("evidence") or {}
-        for direction in DIRECTIONS:
-            result = record.get(direction)
-            if not isinstance(result, dict):
-                continue
-            method = result.get("method") or {}
-            rate = result.get("bytes_per_second") if result.get("ok") else None
-            theoretical = report.contract.direction(direction).theoretical
-            rows.append(
-                {
-                    "id": record.get("id", ""),
-                    "seq": evidence.get("seq"),
-                    "started_at_utc": started.isoformat(),
-                    "started_at_local": started.astimezone(zone).isoformat(),
-                    "direction": direction,
-                    "valid": bool(record.get("valid", True)),
-                    "invalid_reason": record.get("invalid_reason") or "",
-                    "ok": bool(result.get("ok")),
-                    "failure_reason": "" if result.get("ok") else result.get("reason") or "",
-                    "bytes_per_second": rate,
-                    "share_of_contract": rate / theoretical if rate is not None else None,
-                    "window_seconds": result.get("window_seconds"),
-                    "bytes": result.get("bytes"),
-                    "streams": result.get("streams"),
-                    "protocol": method.get("protocol", ""),
-                    "warmup_rule": method.get("warmup_rule", ""),
-                    "window_rule": method.get("window_rule", ""),
-                    "aggregate": method.get("aggregate", ""),
-                    "loaded_latency_seconds": result.get("loaded_latency_seconds"),
-                    "idle_latency_seconds": record.get("idle_latency_seconds"),
-                    "link_type": conditions.get("link_type") or "",
-                    "link_speed_bytes_per_second": conditions.get("link_speed_bytes_per_second"),
-                    "cross_traffic_bytes_per_second": conditions.get(
-                        "cross_traffic_bytes_per_second"
-                    ),
-                    "cpu_percent": conditions.get("cpu_percent"),
-                    "held_seconds": conditions.get("held_seconds"),
-                    "server_name": server.get("name", ""),
-                    "server_url": server.get("url", ""),
-                    "probe_id": record.get("probe_id", ""),
-                    "hash": evidence.get("hash", ""),
-                }
-            )
-    return rows
