@@ -103,8 +103,9 @@ def probe(case: Case) -> dict[str, object]:
             ],
             capture_output=True,
             text=True,
-            check=True,
         )
+        if done.returncode != 0:
+            raise SystemExit(f"{case.name}: netprobe drive failed: {done.stderr.strip()}")
         wall_seconds = time.monotonic() - started
     finally:
         standin.terminate()
