@@ -697,7 +697,7 @@ async def test_cli_ad_hoc_and_configured_drives(tmp_path: Path) -> None:
     assert bad_code == 1 and len(bad_err.strip().splitlines()) == 1 and "401" in bad_err
     assert usage_code == 2 and "http(s) URL" in usage_err
     assert schemeless_code == 2 and schemeless_err.strip().splitlines() == [
-        "netprobe: error: --url must be an http(s) URL such as https://host/file.bin, "
+        "netprobe: error: --url must be an http(s) URL such as https://host/file, "
         "not '127.0.0.1:8080/share/big.bin'"
     ]
     for output in (out, err, bad_out, bad_err):

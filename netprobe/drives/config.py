@@ -254,4 +254,4 @@ def http_url_problem(url: str) -> str | None:
     if parts.scheme in ("http", "https") and parts.hostname:
         return None
     shown = url.partition("?")[0]
-    return f"must be an http(s) URL such as https://host/file.bin, not {shown!r}"
+    return f"must be an http(s) URL such as https://host/file, not {shown!r}"
