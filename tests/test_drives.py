@@ -528,6 +528,26 @@ async def test_baidu_free_and_paid_accounts(
     assert free_tokens.read_text().strip() == REFRESH_TOKEN
 
 
+def test_a_freshly_configured_token_wins_over_the_kept_one(tmp_path: Path) -> None:
+    """The kept token descends from the configured one; when the operator authorises the app
+    again and configures a new token, the kept one is no longer used. A damaged kept file is
+    a named error, never a crash."""
+    from netprobe.drives.tokens import TokenStore, TokenStoreError
+
+    configured = token_file(tmp_path, "baidu.token")
+    store = TokenStore("baidu-free", Secret(file=str(configured)), tmp_path / "state")
+    assert store.current() == REFRESH_TOKEN
+    with store.rotation() as rotation:
+        rotation.commit("RT.kept-after-rotation")
+    assert store.current() == "RT.kept-after-rotation"
+    assert [p.name for p in store.directory.iterdir()] == ["baidu-free.json"]
+    configured.write_text("RT.authorised-again\n")
+    assert store.current() == "RT.authorised-again"
+    store.path.write_text("{not json")
+    with pytest.raises(TokenStoreError, match="cannot read the kept refresh token"):
+        store.current()
+
+
 @contextlib.contextmanager
 def read_only_directory(path: Path) -> Iterator[Path]:
     """A directory on a read-only filesystem: what /etc/netprobe is to the service."""

@@ -67,9 +67,11 @@ class TokenStore:
                 f"cannot read the kept refresh token {self.path}: "
                 f"{getattr(exc, 'strerror', None) or 'not valid JSON'}"
             ) from None
+        if not isinstance(kept, dict) or not isinstance(kept.get("refresh_token"), str):
+            raise TokenStoreError(f"the kept refresh token {self.path} has no refresh_token")
         if kept.get("configured_sha256") != _digest(configured):
             return configured  # the operator configured a fresh token since
-        return str(kept["refresh_token"])
+        return kept["refresh_token"]
 
     @contextlib.contextmanager
     def rotation(self) -> Iterator[Rotation]:
