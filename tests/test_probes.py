@@ -5,6 +5,8 @@ run in a clean folder and the installed agent must answer the image's HEALTHCHEC
 from __future__ import annotations
 
 import configparser
+import csv
+import io
 import json
 import os
 import re
@@ -209,6 +211,7 @@ def test_pi_installer_installs_renders_enables_and_upgrades_idempotently(
         "netprobe",
         "--template",
         str(PROBES / "fleet" / "agent.yml.tmpl"),
+        "--no-apt",  # the test leaves the machine's Debian packages alone
     ]
     for assignment in fleet_vars:
         command += ["--var", assignment]
@@ -363,3 +366,43 @@ def test_dockerfile_install_steps_build_an_agent_that_passes_the_healthcheck(
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+
+
+# -- the stack's agent configuration --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stack_agent_config_produces_a_measured_valid_first_test(tmp_path: Path) -> None:
+    """dashboards/netprobe.yml as shipped: its embedded server is paced like the contract, so
+    the first test measures near the plan instead of running into the byte budget."""
+    config = yaml.safe_load((ROOT / "dashboards" / "netprobe.yml").read_text())
+    config["store"]["path"] = str(tmp_path / "results.db")
+    config["exporter"] = {"listen": f"127.0.0.1:{free_port()}"}
+    config_file = tmp_path / "agent.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "netprobe", "agent", "--config", str(config_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows: list[dict[str, str]] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(rows) < 2:
+            assert agent.poll() is None, "the agent exited"
+            assert time.monotonic() < deadline, "no line test within 90 s"
+            time.sleep(2)
+            export = subprocess.run(
+                [sys.executable, "-m", "netprobe", "results", "export", "--config",
+                 str(config_file), "--format", "csv"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            rows = list(csv.DictReader(io.StringIO(export.stdout)))
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    plan = {"download": 100e6 / 8, "upload": 20e6 / 8}
+    for row in rows[:2]:
+        assert row["outcome"] == "ok", row
+        assert row["valid"] == "True", row["invalid_reason"]
+        assert 0.7 < float(row["bytes_per_second"]) / plan[row["direction"]] < 1.1, row
