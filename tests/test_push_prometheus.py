@@ -202,9 +202,8 @@ class VictoriaMetrics(Receiver):
         found = []
         for line in (self.get(f"/api/v1/export?{query}") or "").splitlines():
             series = json.loads(line)
-            found.append(
-                (series["metric"], list(zip(series["timestamps"], map(float, series["values"]))))
-            )
+            values = [float(value) for value in series["values"]]
+            found.append((series["metric"], list(zip(series["timestamps"], values, strict=True))))
         return found
 
     def write_errors(self) -> dict[str, float]:
