@@ -135,6 +135,12 @@ class Receiver:
     def samples_appended(self) -> float:
         raise NotImplementedError
 
+    def write_requests(self) -> float:
+        raise NotImplementedError
+
+    def series_count(self) -> float:
+        raise NotImplementedError
+
 
 class Prometheus(Receiver):
     """Prometheus with `--web.enable-remote-write-receiver`."""
@@ -174,6 +180,16 @@ class Prometheus(Receiver):
 
     def samples_appended(self) -> float:
         return sum(self.metric("prometheus_tsdb_head_samples_appended_total").values())
+
+    def write_requests(self) -> float:
+        return sum(
+            v
+            for labels, v in self.metric("prometheus_http_requests_total").items()
+            if 'handler="/api/v1/write"' in labels
+        )
+
+    def series_count(self) -> float:
+        return sum(self.metric("prometheus_tsdb_head_series").values())
 
 
 class VictoriaMetrics(Receiver):
@@ -223,6 +239,16 @@ class VictoriaMetrics(Receiver):
             for labels, v in self.metric("vm_rows_inserted_total").items()
             if "promremotewrite" in labels
         )
+
+    def write_requests(self) -> float:
+        return sum(
+            v
+            for labels, v in self.metric("vm_http_requests_total").items()
+            if 'path="/api/v1/write"' in labels
+        )
+
+    def series_count(self) -> float:
+        return sum(self.metric("vm_new_timeseries_created_total").values())
 
 
 RECEIVERS = [

@@ -91,15 +91,7 @@ if [ ! -x "$opt/bin/python" ]; then
 fi
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
-"$python" - >"$constraints" <<'PY'
-import importlib.metadata
-
-for name in ("cffi", "psutil", "PyYAML"):
-    try:
-        print(f"{name}=={importlib.metadata.version(name)}")
-    except importlib.metadata.PackageNotFoundError:
-        pass
-PY
+"$python" "$checkout/probes/docker/debian-pins.py" >"$constraints"
 "$opt/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade \
     --upgrade-strategy only-if-needed --constraint "$constraints" "$source_spec"
 new_version="$("$opt/bin/netprobe" version)"
