@@ -48,16 +48,19 @@ fi
 base="${BASE_IMAGE:-localhost/netprobe-base:bookworm-$arch}"
 if [ -z "${BASE_IMAGE:-}" ] && ! pod image exists "$base"; then
     started=$(date +%s)
-    log "building the bookworm base with mmdebstrap"
-    # as debian:bookworm-slim: no manuals, documentation or translations, no apt lists
-    # shellcheck disable=SC2016  # "$1" is the hook's own argument, expanded by mmdebstrap
-    mmdebstrap --arch="$arch" --variant=minbase \
-        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
-        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-        --aptopt='APT::Install-Recommends "false"' \
-        --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-        bookworm "$work/base-$arch.tar" "deb $mirror bookworm main"
+    if [ ! -s "$work/base-$arch.tar" ]; then
+        log "building the bookworm base with mmdebstrap"
+        # as debian:bookworm-slim: no manuals, documentation or translations, no apt lists
+        # shellcheck disable=SC2016  # "$1" is the hook's own argument, expanded by mmdebstrap
+        mmdebstrap --arch="$arch" --variant=minbase \
+            --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+            --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+            --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+            --aptopt='APT::Install-Recommends "false"' \
+            --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+            bookworm "$work/base-$arch.tar.part" "deb $mirror bookworm main"
+        mv "$work/base-$arch.tar.part" "$work/base-$arch.tar"
+    fi
     pod import --arch "${platform#linux/}" "$work/base-$arch.tar" "$base" >/dev/null
     rm -f "$work/base-$arch.tar"
     log "base built and imported in $(elapsed "$started")"

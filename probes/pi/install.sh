@@ -118,7 +118,7 @@ fi
 
 # 5. the unit, and on systemd >= 254 a restart delay that grows instead of a fixed 15 s
 install -D -m 0644 "$checkout/probes/systemd/netprobe.service" "$unit_dir/netprobe.service"
-systemd_version="$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')"
+systemd_version="$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')" || true  # none in a chroot
 if [ "${systemd_version:-0}" -ge 254 ]; then
     install -d "$unit_dir/netprobe.service.d"
     printf '[Service]\nRestartSteps=8\nRestartMaxDelaySec=15min\n' \
