@@ -1,43 +1,131 @@
-"""The `netprobe` command line: parses options, calls one function, renders the outcome.
+"""The `netprobe` command line: each command parses its options, calls one function, renders.
 
-Exit codes: 0 success; 1 the measurement failed (one line on stderr says why); 2 bad input
-(options, URL, configuration); 3 the line measured below the plan (`--plan`, `--min-share`).
+Exit codes: 0 success; 1 the measurement or the evidence failed (one line on stderr says why);
+2 bad input (options, URL, configuration, a file to read); 3 the line measured below the plan
+(`--plan`, `--min-share`). Errors become exit codes in one place, `_exit_code`, for every
+command: a person sees one line, never a traceback or a raw errno.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperOption
 
 from netprobe import __version__
+from netprobe.i18n import _, ngettext, use_language
 
 if TYPE_CHECKING:
-    from netprobe.drives.config import DriveConfig
-    from netprobe.store import Store
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Measure a broadband line and cloud drives against what was promised.",
-)
+    from netprobe.results import LineResult
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BELOW_PLAN = 3
 
-
-def _bad_input(message: str) -> typer.Exit:
-    from netprobe.console import error_line
-
-    error_line(message)
-    return typer.Exit(EXIT_BAD_INPUT)
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+_show_type = TyperOption.display_type_rich
 
 
-@app.command()
+def _no_flag_type(self: TyperOption, ctx: Any) -> str | None:
+    # Typer prints "<bool>" beside flags such as --json, as if they took a value; they do not.
+    return None if self.is_flag else _show_type(self, ctx)
+
+
+TyperOption.display_type_rich = _no_flag_type  # type: ignore[method-assign]
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code for an error a person should see as one line; None for a real bug."""
+    from netprobe.errors import ConfigError, MeasurementError, NetprobeError
+
+    if isinstance(exc, ConfigError | ValueError | OSError):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, MeasurementError | NetprobeError):
+        return EXIT_FAILED
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    """The error as one line: an OSError without its "[Errno 2]" prefix, named by its file."""
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror[0].lower() + exc.strerror[1:]
+        return f"{exc.filename}: {reason}" if exc.filename else reason
+    return str(exc)
+
+
+def _one_line_errors(command: _Command) -> _Command:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            code = _exit_code(exc)
+            if code is None:
+                raise
+            from netprobe.console import error_line
+
+            error_line(_message(exc))
+            raise typer.Exit(code) from None
+
+    return run  # type: ignore[return-value]
+
+
+class _App(typer.Typer):
+    """A Typer whose commands all map their errors to exit codes the same way."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:
+        register = super().command(*args, **kwargs)
+        return lambda command: register(_one_line_errors(command))
+
+    def callback(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:
+        register = super().callback(*args, **kwargs)
+        return lambda command: register(_one_line_errors(command))
+
+
+app = _App(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Measure a broadband line and cloud drives against what was promised.",
+    epilog="Examples:  netprobe speed --server http://192.0.2.1:8080 --plan 100M/20M   ·   "
+    "netprobe report --config agent.yml --lang zh_CN -o report.html",
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"netprobe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+    lang: Annotated[
+        str | None,
+        typer.Option(help="Language of the output: en or zh_CN (default: the locale)"),
+    ] = None,
+) -> None:
+    """Measure a broadband line and cloud drives against what was promised."""
+    use_language(lang)
+
+
+@app.command(
+    epilog="Examples:  netprobe speed --server http://192.0.2.1:8080   ·   "
+    "netprobe speed --server http://192.0.2.1:8080 --plan 100Mbps/20Mbps --json"
+)
 def speed(
     server: Annotated[str, typer.Option(help="Server URL, e.g. http://192.0.2.1:8080")],
     direction: Annotated[str, typer.Option(help="down, up or both")] = "both",
@@ -56,7 +144,8 @@ def speed(
         float, typer.Option(min=2, max=600, help="Seconds per direction, at most")
     ] = 30.0,
     plan: Annotated[
-        str | None, typer.Option(help="Contracted DOWN/UP rate, e.g. 1000M/50M")
+        str | None,
+        typer.Option(help="Contracted DOWN/UP rate with units, e.g. 1000M/50M or 100Mbps/20Mbps"),
     ] = None,
     min_share: Annotated[
         float, typer.Option(min=0.01, max=1.0, help="Share of the plan that counts as reached")
@@ -65,33 +154,23 @@ def speed(
 ) -> None:
     """Measure download and upload against a server."""
     from netprobe.console import ProgressSink, error_line, print_summary
-    from netprobe.errors import ConfigError
     from netprobe.measure.engine import EngineOptions
-    from netprobe.measure.http import Endpoint
-    from netprobe.measure.line import backend_for, measure_line
-    from netprobe.units import UnitError, parse_size
+    from netprobe.measure.line import backend_for, directions_named, measure_line
+    from netprobe.units import parse_rate_pair, parse_size
 
-    directions = {"down": ["download"], "up": ["upload"], "both": ["download", "upload"]}
-    if direction not in directions:
-        raise _bad_input(f"--direction must be down, up or both, not {direction!r}")
-    try:
-        if protocol == "native":
-            Endpoint.parse(server)
-        backend = backend_for(protocol, server)
-        budget = parse_size(max_bytes)
-        plan_rates = _parse_plan(plan) if plan else {}
-    except (ValueError, UnitError) as exc:
-        raise _bad_input(str(exc)) from None
+    directions = directions_named(direction)
+    backend = backend_for(protocol, server)
+    plan_rates = parse_rate_pair(plan) if plan else {}
     options = EngineOptions(
-        streams=streams, duration_seconds=duration, max_bytes=budget, time_limit_seconds=time_limit
+        streams=streams,
+        duration_seconds=duration,
+        max_bytes=parse_size(max_bytes),
+        time_limit_seconds=time_limit,
     )
     sink = None if as_json else ProgressSink()
-    try:
-        result = asyncio.run(measure_line(backend, directions[direction], options, sink))  # type: ignore[arg-type]
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
+    result = asyncio.run(measure_line(backend, directions, options, sink))
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(json.dumps(_with_plan(result, plan_rates, min_share)))
     else:
         print_summary(result, plan_rates)
     errors = dict.fromkeys(d.error for d in result.directions() if not d.ok)
@@ -99,23 +178,39 @@ def speed(
         error_line(str(message))
     if errors:
         raise typer.Exit(EXIT_FAILED)
+    if any(_below_plan(result, plan_rates, min_share).values()):
+        raise typer.Exit(EXIT_BELOW_PLAN)
+
+
+def _below_plan(result: LineResult, plan: dict[str, float], min_share: float) -> dict[str, bool]:
+    """Per measured direction with a plan: True when it stayed under `min_share` of the plan."""
+    return {
+        d.direction: (d.bytes_per_second or 0) < min_share * plan[d.direction]
+        for d in result.directions()
+        if d.ok and plan.get(d.direction)
+    }
+
+
+def _with_plan(result: LineResult, plan: dict[str, float], min_share: float) -> dict[str, Any]:
+    """The result's JSON with the plan, and per direction its share of the plan."""
+    data = result.to_dict()
+    if not plan:
+        return data
+    below = _below_plan(result, plan, min_share)
+    data["plan"] = {
+        "download_bytes_per_second": plan["download"],
+        "upload_bytes_per_second": plan["upload"],
+        "min_share": min_share,
+    }
     for measured in result.directions():
-        contracted = plan_rates.get(measured.direction)
-        if contracted and (measured.bytes_per_second or 0) < min_share * contracted:
-            raise typer.Exit(EXIT_BELOW_PLAN)
+        if measured.ok and measured.bytes_per_second is not None:
+            part = data[measured.direction]
+            part["share_of_plan"] = measured.bytes_per_second / plan[measured.direction]
+            part["below_plan"] = below[measured.direction]
+    return data
 
 
-def _parse_plan(plan: str, option: str = "--plan") -> dict[str, float]:
-    """DOWN/UP rates such as 1000M/50M, as bytes per second by direction."""
-    from netprobe.units import parse_rate
-
-    down, sep, up = plan.partition("/")
-    if not sep or not down or not up:
-        raise ValueError(f"{option} must be DOWN/UP, e.g. 1000M/50M, not {plan!r}")
-    return {"download": parse_rate(down), "upload": parse_rate(up)}
-
-
-@app.command()
+@app.command(epilog="Example:  netprobe serve --port 8080 --rate 100M/20M")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "0.0.0.0",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8080,
@@ -127,32 +222,56 @@ def serve(
     rate: Annotated[
         str | None, typer.Option(help="Act as a line of DOWN/UP, e.g. 100M/20M (default: no cap)")
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections at most (also kept below the fd limit)")
+    ] = 512,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds a client has to send a request's headers")
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds an upload may send nothing before it is cut")
+    ] = 10.0,
+    access_log: Annotated[
+        str | None, typer.Option(help="Append one line per test to this file ('-': stderr)")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve Prometheus metrics at HOST:PORT/metrics")
+    ] = None,
 ) -> None:
     """Run the reference test server."""
     from netprobe.serve.app import serve_forever
     from netprobe.serve.state import ServerLimits
-    from netprobe.units import UnitError, parse_size
+    from netprobe.units import parse_rate_pair, parse_size
 
-    try:
-        request_bytes = parse_size(max_request_bytes)
-        rates = _parse_plan(rate, "--rate") if rate else {}
-    except (ValueError, UnitError) as exc:
-        raise _bad_input(str(exc)) from None
-    typer.echo(f"netprobe server {__version__} listening on http://{host}:{port}/", err=True)
+    rates = parse_rate_pair(rate, "--rate") if rate else {}
+    limits = ServerLimits(
+        max_bytes_per_request=parse_size(max_request_bytes),
+        max_request_seconds=max_request_seconds,
+        max_tests=max_tests,
+        max_connections=max_connections,
+        header_timeout_seconds=header_timeout,
+        idle_body_timeout_seconds=idle_timeout,
+        download_rate_bytes_per_second=rates.get("download"),
+        upload_rate_bytes_per_second=rates.get("upload"),
+    )
     serve_forever(
         host,
         port,
-        ServerLimits(
-            max_bytes_per_request=request_bytes,
-            max_request_seconds=max_request_seconds,
-            max_tests=max_tests,
-            download_rate_bytes_per_second=rates.get("download"),
-            upload_rate_bytes_per_second=rates.get("upload"),
-        ),
+        limits,
+        announce=lambda line: typer.echo(line, err=True),
+        access_log=access_log,
+        metrics=_parse_listen(metrics, "--metrics") if metrics else None,
     )
 
 
-@app.command()
+def _parse_listen(address: str, option: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{option} must be HOST:PORT, e.g. 127.0.0.1:9101, not {address!r}")
+    return host.strip("[]"), int(port)
+
+
+@app.command(epilog="Examples:  netprobe latency 192.0.2.1   ·   netprobe latency host --tcp 443")
 def latency(
     host: Annotated[str, typer.Argument(help="Host name or address")],
     icmp: Annotated[bool, typer.Option("--icmp", help="ICMP echo (the default)")] = False,
@@ -169,51 +288,23 @@ def latency(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Round-trip time, jitter and loss to a host; optionally the first hops of the path."""
-    import dataclasses
-
-    from netprobe.console import error_line
-    from netprobe.errors import MeasurementError
-    from netprobe.measure.latency import RawSocketDenied, ping, traceroute
+    from netprobe.errors import ConfigError, MeasurementError
+    from netprobe.measure.latency import latency_report
 
     if icmp and tcp is not None:
-        raise _bad_input("--icmp and --tcp exclude each other")
-    method = "tcp_syn" if tcp is not None else "icmp"
-    port = tcp if tcp is not None else fallback_port
+        raise ConfigError("--icmp and --tcp exclude each other")
     try:
-        result = asyncio.run(ping(host, method=method, port=port, count=count))  # type: ignore[arg-type]
+        report = asyncio.run(latency_report(host, tcp, fallback_port, count, hops))
     except MeasurementError as exc:
-        error_line(f"{host}: {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
-    report = result.to_dict()
-    if hops:
-        try:
-            report["path"] = [dataclasses.asdict(h) for h in traceroute(host, hops)]
-        except RawSocketDenied:
-            report["path_error"] = "traceroute needs CAP_NET_RAW (run as root)"
+        raise MeasurementError(f"{host}: {exc}") from None
     if as_json:
         typer.echo(json.dumps(report))
     else:
-        _print_latency(report)
-    if not result.rtts_seconds:
+        from netprobe.console import print_latency
+
+        print_latency(report)
+    if not report["received"]:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _print_latency(report: dict[str, object]) -> None:
-    def ms(value: object) -> str:
-        return "-" if value is None else f"{float(value) * 1000:.2f} ms"  # type: ignore[arg-type]
-
-    port = f" port {report['port']}" if report["port"] else ""
-    typer.echo(
-        f"{report['host']} {report['method']}{port}: {report['received']}/{report['sent']} answered, "
-        f"loss {float(report['loss_ratio']):.0%}, min {ms(report['min_seconds'])}, "  # type: ignore[arg-type]
-        f"median {ms(report['median_seconds'])}, jitter {ms(report['jitter_seconds'])}"
-    )
-    if report["note"]:
-        typer.echo(f"note: {report['note']}")
-    for hop in report.get("path", []):  # type: ignore[attr-defined]
-        typer.echo(f"{hop['ttl']:>3}  {hop['address'] or '*':<40} {ms(hop['rtt_seconds'])}")
-    if report.get("path_error"):
-        typer.echo(f"path: {report['path_error']}")
 
 
 @app.command()
@@ -222,13 +313,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
-config_app = typer.Typer(no_args_is_help=True, help="Check agent configuration files.")
+config_app = _App(no_args_is_help=True, help="Check agent configuration files.")
 app.add_typer(config_app, name="config")
-results_app = typer.Typer(no_args_is_help=True, help="Read the agent's results store.")
+results_app = _App(no_args_is_help=True, help="Read the agent's results store; import others.")
 app.add_typer(results_app, name="results")
 
 
-@app.command()
+@app.command(epilog="Example:  netprobe agent --config /etc/netprobe/agent.yml")
 def agent(
     config: Annotated[Path, typer.Option("--config", help="Agent configuration (YAML)")],
     listen: Annotated[
@@ -239,37 +330,21 @@ def agent(
     import logging
 
     from netprobe.agent.main import run_agent
-    from netprobe.errors import ConfigError, StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        asyncio.run(run_agent(config, listen))
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
-    except (StoreError, OSError) as exc:
-        from netprobe.console import error_line
-
-        error_line(str(exc))
-        raise typer.Exit(EXIT_FAILED) from None
+    asyncio.run(run_agent(config, listen))
 
 
-@config_app.command("check")
+@config_app.command("check", epilog="Example:  netprobe config check agent.yml")
 def config_check(file: Annotated[Path, typer.Argument(help="Configuration file to check")]) -> None:
     """Exit 0 when FILE is a valid agent configuration, 2 with the reason when not."""
-    from netprobe.config import load_config
-    from netprobe.errors import ConfigError
-    from netprobe.exporter import load_web_config
+    from netprobe.config import check_config_file
 
-    try:
-        loaded = load_config(file)
-        if loaded.exporter.web_config:
-            load_web_config(Path(loaded.exporter.web_config))
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
-    typer.echo(f"{file}: ok")
+    check_config_file(file)
+    typer.echo(_("{file}: ok").format(file=file))
 
 
-@config_app.command("render")
+@config_app.command("render", epilog="Example:  netprobe config render fleet.yml --var SITE=berlin")
 def config_render(
     template: Annotated[Path, typer.Argument(help="Fleet template with ${NAME} placeholders")],
     var: Annotated[
@@ -280,13 +355,9 @@ def config_render(
     ] = None,
 ) -> None:
     """Render a fleet configuration template for one probe; exit 2 if a value is missing."""
-    from netprobe.errors import ConfigError
     from netprobe.fleet import parse_assignments, render_checked_config
 
-    try:
-        rendered = render_checked_config(template, parse_assignments(var or []), output)
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
+    rendered = render_checked_config(template, parse_assignments(var or []), output)
     if output is None:
         typer.echo(rendered, nl=False)
 
@@ -298,29 +369,9 @@ def config_probe_id(
     ),
 ) -> None:
     """Print this probe's stable id, making it on first use."""
-    from netprobe.errors import ConfigError
     from netprobe.fleet import load_or_create_probe_id
 
-    try:
-        typer.echo(load_or_create_probe_id(state_dir))
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
-
-
-def _open_store(config: Path | None, store: Path | None) -> Store:
-    from netprobe.config import load_config
-    from netprobe.errors import ConfigError, StoreError
-    from netprobe.store import Store
-
-    try:
-        if store is None and config is None:
-            raise ConfigError("give --config FILE or --store PATH")
-        path = store if store is not None else Path(load_config(config).store.path)  # type: ignore[arg-type]
-        if not path.exists():
-            raise ConfigError(f"no results store at {path}")
-        return Store(path)
-    except (ConfigError, StoreError) as exc:
-        raise _bad_input(str(exc)) from None
+    typer.echo(load_or_create_probe_id(state_dir))
 
 
 StoreConfigOption = Annotated[
@@ -333,7 +384,7 @@ KindOption = Annotated[str | None, typer.Option("--kind", help="Only this kind: 
 SinceOption = Annotated[str | None, typer.Option("--since", help="ISO 8601 start, e.g. 2026-11-01")]
 
 
-@results_app.command("list")
+@results_app.command("list", epilog="Example:  netprobe results list --config agent.yml --limit 20")
 def results_list(
     config: StoreConfigOption = None,
     store: StorePathOption = None,
@@ -341,16 +392,17 @@ def results_list(
     since: SinceOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest N results")] = 50,
 ) -> None:
-    """One line per stored result, oldest first."""
-    from netprobe.store import summary_line
+    """One line per stored result, oldest first, in the probe's local time."""
+    from netprobe.config import open_named_store
+    from netprobe.console import results_table
 
-    opened = _open_store(config, store)
-    for record in opened.records(kind=kind, since=since)[-limit:]:
-        typer.echo(summary_line(record))
+    opened, zone = open_named_store(config, store)
+    records = opened.records(kind=kind, since=since)[-limit:]
     opened.close()
+    typer.echo(results_table(records, zone))
 
 
-@results_app.command("export")
+@results_app.command("export", epilog="Example:  netprobe results export --store r.db --format csv")
 def results_export(
     config: StoreConfigOption = None,
     store: StorePathOption = None,
@@ -362,42 +414,98 @@ def results_export(
     """Write stored results to stdout: full sealed records (jsonl) or one row per direction (csv)."""
     import sys
 
-    from netprobe.store import write_csv
+    from netprobe.config import open_named_store
+    from netprobe.errors import ConfigError
+    from netprobe.report.csv import write_csv
 
     if output_format not in ("jsonl", "csv"):
-        raise _bad_input(f"--format must be jsonl or csv, not {output_format!r}")
-    opened = _open_store(config, store)
+        raise ConfigError(f"--format must be jsonl or csv, not {output_format!r}")
+    opened, zone = open_named_store(config, store)
     records = opened.records(kind=kind, since=since, until=until)
     opened.close()
     if output_format == "jsonl":
         for record in records:
             sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
     else:
-        write_csv(records, sys.stdout)
+        write_csv(records, sys.stdout, zone)
 
 
-report_app = typer.Typer(help="Compliance reports, and checking their evidence.")
+@results_app.command(
+    "import",
+    epilog="Examples:  netprobe results import speedtest.csv --store results.db   ·   "
+    "netprobe results import tracker.csv --config agent.yml --timezone Europe/Berlin",
+)
+def results_import(
+    file: Annotated[Path, typer.Argument(help="The file another tool wrote")],
+    config: StoreConfigOption = None,
+    store: StorePathOption = None,
+    input_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="speedtest-cli-json, speedtest-cli-csv, ookla-json, speedtest-tracker-csv, "
+            "netprobe-jsonl or netprobe-csv (default: recognised from the file)",
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(help="Zone of times written without a UTC offset, e.g. Europe/Berlin"),
+    ] = None,
+) -> None:
+    """Store measurements made by other tools, marked as imported (docs/import.md)."""
+    from netprobe.config import open_named_store
+    from netprobe.results_import import import_records, read_import
+    from netprobe.units import time_zone
+
+    zone = time_zone(timezone, "--timezone") if timezone else None
+    records = read_import(file.read_text(encoding="utf-8"), input_format, zone, file.name)
+    opened, _zone = open_named_store(config, store, create=True)
+    try:
+        added, known = import_records(opened, records)
+    finally:
+        opened.close()
+    typer.echo(
+        ngettext(
+            "{file}: imported {added} test ({known} already stored)",
+            "{file}: imported {added} tests ({known} already stored)",
+            added,
+        ).format(file=file, added=added, known=known)
+    )
+
+
+report_app = _App(help="Compliance reports, and checking their evidence.")
 app.add_typer(report_app, name="report")
 
 
-@report_app.callback(invoke_without_command=True)
+def _policy_help() -> str:
+    from netprobe.compliance.config import POLICY_NAMES
+
+    return "Policy to judge by, repeatable (default: the config's): " + ", ".join(POLICY_NAMES)
+
+
+@report_app.callback(
+    invoke_without_command=True,
+    epilog="Examples:  netprobe report --config agent.yml -o report.html   ·   "
+    "netprobe report --input export.jsonl --plan 100M/40M --policy cn-miit --lang zh_CN",
+)
 def report(
     ctx: typer.Context,
-    policy: Annotated[
-        list[str] | None, typer.Option(help="Policy to judge by (repeatable; default: config's)")
-    ] = None,
+    policy: Annotated[list[str] | None, typer.Option(help=_policy_help())] = None,
     since: Annotated[
         str | None, typer.Option("--from", help="First day (local) or ISO time")
     ] = None,
     until: Annotated[str | None, typer.Option("--to", help="Last day (local, inclusive)")] = None,
     input_file: Annotated[
-        Path | None, typer.Option("--input", help="`results export` JSON lines (else the store)")
+        Path | None,
+        typer.Option("--input", help="`results export` JSON lines (else the store)"),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Agent configuration: contract, policies, store")
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="html, json or csv")] = "html",
-    output: Annotated[Path | None, typer.Option(help="File to write (default: stdout)")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
+    ] = None,
     plan: Annotated[
         str | None, typer.Option(help="Contracted DOWN/UP rate, e.g. 100M/40M (without --config)")
     ] = None,
@@ -410,70 +518,29 @@ def report(
     """Judge stored results by a regulator's rule; write an HTML, JSON or CSV report."""
     if ctx.invoked_subcommand is not None:
         return
-    import dataclasses
+    from netprobe.report.render import ReportRequest, make_report
 
-    from netprobe.compliance.config import POLICY_NAMES, ComplianceConfig
-    from netprobe.compliance.contract import Contract
-    from netprobe.compliance.evidence import EvidenceError
-    from netprobe.errors import ConfigError
-    from netprobe.report.document import period_bounds
-    from netprobe.report.render import FORMATS, render_report
-    from netprobe.report.verify import read_records
-    from netprobe.units import UnitError
-
-    if output_format not in FORMATS:
-        raise _bad_input(f"--format must be html, json or csv, not {output_format!r}")
-    for name in policy or []:
-        if name not in POLICY_NAMES:
-            raise _bad_input(f"--policy {name!r} is unknown (known: {', '.join(POLICY_NAMES)})")
-    try:
-        agent_config = None
-        if config is not None:
-            from netprobe.config import load_config
-
-            agent_config = load_config(config)
-        compliance = agent_config.compliance if agent_config else ComplianceConfig()
-        if timezone is not None:
-            compliance = dataclasses.replace(compliance, timezone=timezone)
-        compliance = compliance.located(agent_config.probe.timezone if agent_config else None)
-        if plan is not None:
-            rates = {
-                k: _parse_plan(v) if v else {}
-                for k, v in (("plan", plan), ("normal", normal), ("minimum", minimum))
-            }
-            contract = Contract.from_rates(
-                download=rates["plan"]["download"],
-                upload=rates["plan"]["upload"],
-                download_normal=rates["normal"].get("download"),
-                upload_normal=rates["normal"].get("upload"),
-                download_minimum=rates["minimum"].get("download"),
-                upload_minimum=rates["minimum"].get("upload"),
-            )
-        elif agent_config is not None:
-            contract = Contract.from_config(agent_config.contract)
-        else:
-            raise ConfigError("give --config FILE or --plan DOWN/UP: the report needs the contract")
-        if input_file is not None:
-            records = read_records(input_file.read_text(encoding="utf-8"))
-        else:
-            start, end = period_bounds(since, until, compliance.zone())
-            store = _open_store(config, None)
-            records = store.records(
-                since=start.isoformat() if start else None, until=end.isoformat() if end else None
-            )
-            store.close()
-        text = render_report(
-            records, contract, compliance, output_format, policy or None, since, until
+    text = make_report(
+        ReportRequest(
+            config_path=config,
+            input_path=input_file,
+            policies=policy or None,
+            since=since,
+            until=until,
+            output_format=output_format,
+            plan=plan,
+            normal=normal,
+            minimum=minimum,
+            timezone=timezone,
         )
-    except (ConfigError, UnitError, EvidenceError, ValueError, OSError) as exc:
-        raise _bad_input(str(exc)) from None
+    )
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
 
 
-@report_app.command("verify")
+@report_app.command("verify", epilog="Example:  netprobe report verify report.html")
 def report_verify(
     file: Annotated[Path, typer.Argument(help="An export (JSON lines) or a JSON/HTML report")],
     public_key: Annotated[
@@ -482,20 +549,23 @@ def report_verify(
 ) -> None:
     """Check the hash chain and signatures; name the first record that fails (exit 1)."""
     from netprobe.compliance.evidence import EvidenceError
-    from netprobe.console import error_line
     from netprobe.report.verify import verify_file
 
     try:
         count = verify_file(file, public_key)
-    except OSError as exc:
-        raise _bad_input(str(exc)) from None
     except EvidenceError as exc:
-        error_line(f"{file}: {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
-    typer.echo(f"{file}: {count} records verified: unbroken chain, valid signatures")
+        raise EvidenceError(f"{file}: {exc}") from None
+    typer.echo(
+        _("{file}: {count} records verified: unbroken chain, valid signatures").format(
+            file=file, count=count
+        )
+    )
 
 
-@app.command()
+@app.command(
+    epilog="Examples:  netprobe drive --config agent.yml   ·   "
+    "netprobe drive --url https://example.net/file.bin --kind http"
+)
 def drive(
     name: Annotated[
         str | None, typer.Argument(help="A drive from the config (default: all)")
@@ -533,41 +603,35 @@ def drive(
     ] = False,
 ) -> None:
     """Measure cloud drives: the configured ones, or one file given by --url."""
+    from netprobe.config import drives_named
     from netprobe.console import error_line
+    from netprobe.drives.config import Credentials, ad_hoc, ad_hoc_with
     from netprobe.drives.result import describe
     from netprobe.drives.run import probe_drives
-    from netprobe.errors import ConfigError
     from netprobe.results import new_id
+    from netprobe.secrets import Secret
+    from netprobe.units import parse_size
 
-    try:
-        if url is not None:
-            drives = [
-                _ad_hoc_drive(
-                    url,
-                    kind,
-                    user,
-                    password_env,
-                    token_env,
-                    access_key_id,
-                    secret_key_env,
-                    header or [],
-                    connections,
-                    duration,
-                    upload,
-                )
-            ]
-        elif config is not None:
-            from netprobe.config import load_config
-
-            drives = [d for d in load_config(config).drives if name in (None, d.name)]
-            if not drives:
-                raise ConfigError(
-                    f"no drive named {name!r}" if name else "no drives configured", file=str(config)
-                )
-        else:
-            raise ConfigError("give --url URL --kind KIND, or --config FILE [NAME]")
-    except (ConfigError, ValueError) as exc:
-        raise _bad_input(str(exc)) from None
+    if url is None:
+        drives = drives_named(config, name)
+    else:
+        credentials = Credentials(
+            username=user,
+            password=Secret(env=password_env) if password_env else None,
+            token=Secret(env=token_env) if token_env else None,
+            access_key_id=access_key_id,
+            secret_access_key=Secret(env=secret_key_env) if secret_key_env else None,
+        )
+        drives = [
+            ad_hoc_with(
+                ad_hoc(kind, url),
+                credentials=credentials,
+                headers=header or [],
+                connections=connections,
+                duration_seconds=duration,
+                upload_bytes=parse_size(upload) if upload is not None else None,
+            )
+        ]
     results = asyncio.run(probe_drives(drives, line=None, run_id=new_id()))
     failed = False
     for result in results:
@@ -582,45 +646,6 @@ def drive(
                 error_line(f"{result.drive} {transfer.direction}: {transfer.error}")
     if failed:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _ad_hoc_drive(
-    url: str,
-    kind: str,
-    user: str | None,
-    password_env: str | None,
-    token_env: str | None,
-    access_key_id: str | None,
-    secret_key_env: str | None,
-    headers: list[str],
-    connections: int,
-    duration: float,
-    upload: str | None,
-) -> DriveConfig:
-    from netprobe.drives.config import ad_hoc
-    from netprobe.secrets import Secret
-    from netprobe.units import parse_size
-
-    drive = ad_hoc(kind, url)
-    credentials = drive.credentials
-    credentials.username = user
-    credentials.password = Secret(env=password_env) if password_env else None
-    credentials.token = Secret(env=token_env) if token_env else None
-    credentials.access_key_id = access_key_id
-    credentials.secret_access_key = Secret(env=secret_key_env) if secret_key_env else None
-    for line in headers:
-        field_name, sep, value = line.partition(":")
-        if not sep or not field_name.strip():
-            raise ValueError(f"--header must be 'Name: value', not {line!r}")
-        drive.headers[field_name.strip()] = value.strip()
-    drive.connections = connections
-    drive.duration = duration
-    drive.burst = min(drive.burst, duration / 2)
-    if upload is not None:
-        drive.upload.enabled = True
-        drive.upload.size = parse_size(upload)
-    drive.__post_init__()
-    return drive
 
 
 def main() -> None:

@@ -3,9 +3,10 @@
     config = load_config(Path("configs/demo.yml"))     # ConfigError naming file and key if wrong
     config.contract.download                           # bytes per second
 
-Sections owned by the modules that use them are imported here (schedule, gates, budget,
-store, exporter, drives, push, compliance); the sections describing the probe itself (identity,
-contract, servers, how to measure) live in this module. An unknown key anywhere is an error.
+Sections of the lower layers are imported from beside their code (store, drives, push,
+compliance); the sections describing the probe itself (identity, contract, servers, how to
+measure) and those of the agent above (schedule, budget, gates) live in this module, so every
+import runs downwards (tests/test_layers.py). An unknown key anywhere is an error.
 """
 
 from __future__ import annotations
@@ -13,24 +14,23 @@ from __future__ import annotations
 import socket
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
 
-from netprobe.agent.budget import BudgetConfig
-from netprobe.agent.gates import GatesConfig
-from netprobe.agent.scheduler import PeakHours, ScheduleConfig
 from netprobe.compliance.config import ComplianceConfig
-from netprobe.configschema import DURATION, RATE, SIZE, build
+from netprobe.configschema import DURATION, RATE, SIZE, Key, build
 from netprobe.drives.config import DriveConfig
 from netprobe.errors import ConfigError
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.line import BACKENDS
+from netprobe.peak import PeakHours, line_zone
 from netprobe.push.config import PushConfig
 from netprobe.results import Direction
-from netprobe.store import StoreConfig
+from netprobe.store import Store, StoreConfig
 
 DEFAULT_LISTEN = "0.0.0.0:9469"
 
@@ -92,6 +92,8 @@ class ContractConfig:
     upload: Annotated[float, RATE]
     operator: str = ""
     plan: str = ""
+    account: str = ""
+    service_address: str = ""
     minimum: DirectionRates | None = None
     normal: DirectionRates | None = None
     peak_hours: list[str] = field(default_factory=lambda: ["19:00-23:00"])
@@ -166,6 +168,58 @@ class MeasurementConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """The `schedule:` section."""
+
+    mean_interval_seconds: Annotated[float, DURATION, Key("mean_interval")] = 3600.0
+    min_interval_seconds: Annotated[float, DURATION, Key("min_interval")] = 600.0
+    max_interval_seconds: Annotated[float, DURATION, Key("max_interval")] = 3 * 3600.0
+    startup_delay_seconds: Annotated[float, DURATION, Key("startup_delay")] = 60.0
+
+    def __post_init__(self) -> None:
+        low, mean, high = (
+            self.min_interval_seconds,
+            self.mean_interval_seconds,
+            self.max_interval_seconds,
+        )
+        if not 0 < low <= mean <= high:
+            raise ValueError(
+                "expected 0 < min_interval <= mean_interval <= max_interval "
+                f"(got {low:g} s, {mean:g} s, {high:g} s)"
+            )
+
+
+@dataclass
+class BudgetConfig:
+    """The `budget:` section; no `monthly` means an unmetered line."""
+
+    monthly: Annotated[int | None, SIZE] = None
+    reset_day: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.reset_day <= 28:
+            raise ValueError(
+                f"reset_day must be 1-28 (a day every month has), not {self.reset_day}"
+            )
+
+
+@dataclass
+class GatesConfig:
+    """The `gates:` section; a threshold of null switches that gate off."""
+
+    cross_traffic_threshold: Annotated[float | None, RATE] = 25_000.0
+    cpu_threshold_percent: float | None = 30.0
+    sample_duration: Annotated[float, DURATION] = 2.0
+    recheck_interval: Annotated[float, DURATION] = 30.0
+    max_hold: Annotated[float, DURATION] = 900.0
+    require_wired: bool = True
+
+    def __post_init__(self) -> None:
+        if self.sample_duration <= 0 or self.recheck_interval <= 0:
+            raise ValueError("sample_duration and recheck_interval must be above 0")
+
+
+@dataclass
 class AgentConfig:
     """The whole file."""
 
@@ -183,13 +237,22 @@ class AgentConfig:
     push: PushConfig | None = None
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
 
-    def __post_init__(self) -> None:
-        if not self.servers and self.embedded_server is None:
-            raise ValueError("servers: expected at least one server (or an embedded_server)")
+    def line_zone(self) -> ZoneInfo:
+        """The one zone peak flags, verdicts, measurement days and the budget month are read in:
+        `compliance.timezone`, else `probe.timezone`, else the system's, else UTC."""
+        return line_zone(self.compliance.timezone, self.probe.timezone)
+
+    def located_compliance(self) -> ComplianceConfig:
+        """The `compliance:` section with its time zone resolved as `line_zone()` does."""
+        return self.compliance.located(self.probe.timezone)
 
 
-def load_config(path: Path) -> AgentConfig:
-    """Read and check a configuration file; relative paths in it are taken from its folder."""
+def load_config(path: Path, *, measuring: bool = True) -> AgentConfig:
+    """Read and check a configuration file; relative paths in it are taken from its folder.
+
+    `measuring=False` is for reading it only for its contract and store (`netprobe report`):
+    such a file needs no `servers:`.
+    """
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -205,6 +268,10 @@ def load_config(path: Path) -> AgentConfig:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{where}{problem}", file=file) from None
     config = build(AgentConfig, data, file=file)
+    if measuring and not config.servers and config.embedded_server is None:
+        raise ConfigError(
+            "servers: expected at least one server (or an embedded_server)", file=file
+        )
     base = path.resolve().parent
     config.store.path = str(base / config.store.path)
     if config.store.key_file is not None:
@@ -212,3 +279,45 @@ def load_config(path: Path) -> AgentConfig:
     if config.exporter.web_config is not None:
         config.exporter.web_config = str(base / config.exporter.web_config)
     return config
+
+
+def check_config_file(path: Path) -> AgentConfig:
+    """`netprobe config check`: the configuration and the web config it names, or ConfigError."""
+    from netprobe.exporter import load_web_config
+
+    loaded = load_config(path)
+    if loaded.exporter.web_config:
+        load_web_config(Path(loaded.exporter.web_config))
+    return loaded
+
+
+def drives_named(path: Path | None, name: str | None) -> list[DriveConfig]:
+    """The drives of the configuration at `path`: all, or the one called `name`."""
+    if path is None:
+        raise ConfigError("give --url URL --kind KIND, or --config FILE [NAME]")
+    drives = [d for d in load_config(path).drives if name in (None, d.name)]
+    if not drives:
+        raise ConfigError(
+            f"no drive named {name!r}" if name else "no drives configured", file=str(path)
+        )
+    return drives
+
+
+def open_named_store(
+    config: Path | None, store: Path | None, *, create: bool = False
+) -> tuple[Store, tzinfo]:
+    """The store named by `--store PATH` or by the configuration's `store.path`, and the zone
+    its times are shown in (the probe's `timezone`, else this machine's). Only with `create`
+    is a store that does not exist yet made."""
+    zone: tzinfo | None = None
+    if store is not None:
+        path = store
+    elif config is not None:
+        loaded = load_config(config, measuring=False)
+        path, zone = Path(loaded.store.path), loaded.probe.zone()
+    else:
+        raise ConfigError("give --config FILE or --store PATH")
+    if not path.exists() and not create:
+        raise ConfigError(f"no results store at {path}")
+    local = datetime.now().astimezone().tzinfo
+    return Store(path), zone or local or UTC

@@ -41,13 +41,17 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from netprobe import __version__
 from netprobe.configschema import build
-from netprobe.errors import ConfigError
+from netprobe.errors import ConfigError, cannot_listen
+from netprobe.events import Event
 
 log = logging.getLogger(__name__)
 
 
 class MetricSource(Protocol):
-    """One area's metrics: fed each stored result, asked for its families at scrape time."""
+    """One area's metrics: a sink of run events (an `events.ResultObserver` is fed each
+    finished record through `observe`), asked for its families at scrape time."""
+
+    def emit(self, event: Event) -> None: ...
 
     def observe(self, record: dict[str, Any]) -> None: ...
 
@@ -228,5 +232,9 @@ async def start_exporter(
     """Listen on the running loop; `cleanup()` the runner to stop."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise cannot_listen(host, port, exc) from None
     return runner

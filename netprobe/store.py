@@ -19,18 +19,15 @@ each into an "aborted" result, so the interruption is part of the record.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 from netprobe.compliance.evidence import GENESIS, ProbeKey, seal_record
-from netprobe.configschema import DURATION
+from netprobe.configschema import DURATION, Key
 from netprobe.errors import StoreError
-from netprobe.units import format_rate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -71,7 +68,7 @@ class StoreConfig:
 
     path: str = "/var/lib/netprobe/results.db"
     key_file: str | None = None
-    retention: Annotated[float, DURATION] = 400 * 86400.0
+    retention_seconds: Annotated[float, DURATION, Key("retention")] = 400 * 86400.0
 
 
 class Store:
@@ -196,68 +193,3 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
-
-
-def summary_line(record: dict[str, Any]) -> str:
-    """One human line for `netprobe results list`."""
-    parts = [record.get("started_at", "")[:19], record.get("kind", "?"), record.get("outcome", "")]
-    for direction in ("download", "upload"):
-        part = record.get(direction)
-        if isinstance(part, dict):
-            rate = part.get("bytes_per_second")
-            figure = format_rate(rate) if rate else str(part.get("reason") or "-")
-            parts.append(f"{direction[:2]} {figure}")
-    if record.get("valid") is False:
-        parts.append(f"invalid: {record.get('invalid_reason')}")
-    parts.append(str(record.get("id", ""))[:8])
-    return "  ".join(str(p) for p in parts)
-
-
-CSV_COLUMNS = (
-    "seq",
-    "id",
-    "run_id",
-    "kind",
-    "started_at",
-    "probe_id",
-    "server",
-    "direction",
-    "outcome",
-    "ok",
-    "valid",
-    "invalid_reason",
-    "peak",
-    "bytes_per_second",
-    "window_seconds",
-    "total_bytes",
-    "streams",
-    "reason",
-    "idle_latency_seconds",
-    "loaded_latency_seconds",
-    "cross_traffic_bytes_per_second",
-    "cross_traffic_during_bytes_per_second",
-    "cpu_percent",
-    "link_type",
-    "link_speed_bytes_per_second",
-    "hash",
-)
-
-
-def write_csv(records: Iterable[dict[str, Any]], out: TextIO) -> None:
-    """One row per direction of each record (samples stay in the JSONL export)."""
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for record in records:
-        conditions = record.get("conditions") or {}
-        server = record.get("server")
-        evidence = record.get("evidence") or {}
-        base = {
-            **{k: record.get(k) for k in CSV_COLUMNS if k in record},
-            **{k: conditions.get(k) for k in CSV_COLUMNS if k in conditions},
-            "server": server.get("url") if isinstance(server, dict) else server,
-            "seq": evidence.get("seq"),
-            "hash": evidence.get("hash"),
-        }
-        parts = [record[d] for d in ("download", "upload") if isinstance(record.get(d), dict)]
-        for part in parts or [{}]:
-            writer.writerow({**base, **{k: part.get(k) for k in CSV_COLUMNS if k in part}})

@@ -8,6 +8,10 @@ ones ("MiB") powers of 1024. Everything inside netprobe is bytes and seconds.
 from __future__ import annotations
 
 import re
+import zoneinfo
+from datetime import tzinfo
+
+from netprobe.errors import UnitError
 
 _PREFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -17,10 +21,6 @@ _RATE_RE = re.compile(
     _NUMBER + r"(?P<prefix>[kKmMgGtT]i?)?(?P<unit>[bB][iI][tT][sS]?|[bB][yY][tT][eE][sS]?|b|B)?"
     r"(?:/s|ps)?$"
 )
-
-
-class UnitError(ValueError):
-    """A size or rate string that cannot be read."""
 
 
 def _multiplier(prefix: str | None) -> int:
@@ -42,17 +42,34 @@ def parse_size(text: str | int | float) -> int:
 
 
 def parse_rate(text: str | int | float) -> float:
-    """Bytes per second in a rate such as "200Mbit", "100M" (bits), "12.5MB/s" (bytes)."""
+    """Bytes per second in a rate such as "200Mbit", "100Mbps", "100M" (bits), "12.5MB/s" (bytes).
+
+    A string without a unit or prefix ("20") is refused; a plain number is bytes per second.
+    """
     if isinstance(text, int | float):
         return float(_non_negative(text, text))
     match = _RATE_RE.match(text.strip().replace(" ", ""))
     if not match:
         raise UnitError(f"not a rate: {text!r} (expected e.g. 200Mbit, 100M, 12.5MB/s)")
     unit = match["unit"] or ""
+    if not unit and not match["prefix"]:
+        # "20" could be bit/s, Mbit/s or MB/s: guessing turned a 20 Mbit/s plan into 20 bit/s.
+        raise UnitError(f"a rate needs a unit: {text!r} (write e.g. {text.strip()}M for Mbit/s)")
     # Capital B or "byte" means bytes; "b", "bit" or a bare prefix means bits.
     in_bytes = unit == "B" or unit.lower().startswith("byte")
     value = float(match["num"]) * _multiplier(match["prefix"])
     return _non_negative(value if in_bytes else value / 8, text)
+
+
+def parse_rate_pair(text: str, option: str = "--plan") -> dict[str, float]:
+    """DOWN/UP rates such as "1000M/50M", as bytes per second by direction."""
+    down, sep, up = text.partition("/")
+    if not sep or not down.strip() or not up.strip():
+        raise UnitError(f"{option} must be DOWN/UP, e.g. 1000M/50M, not {text!r}")
+    try:
+        return {"download": parse_rate(down), "upload": parse_rate(up)}
+    except UnitError as exc:
+        raise UnitError(f"{option} {text!r}: {exc}") from None
 
 
 def _non_negative(value: float, text: object) -> float:
@@ -81,3 +98,13 @@ def format_size(n_bytes: float) -> str:
         if n_bytes >= scale:
             return f"{n_bytes / scale:.1f} {prefix}B"
     return f"{n_bytes:.0f} B"
+
+
+def time_zone(name: str, option: str = "timezone") -> tzinfo:
+    """The IANA time zone called `name` (e.g. "Europe/Berlin"), or UnitError naming `option`."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UnitError(
+            f"{option}: {name!r} is not a known time zone (e.g. Europe/Berlin)"
+        ) from None

@@ -1,5 +1,5 @@
-"""One measurement cycle of the agent: budget, gates, the line test, its conditions, storing it,
-and the cloud drives right after it.
+"""One measurement cycle of the agent: budget, gates, the line test, its conditions, and the
+cloud drives right after it; every event of the run goes to the agent's sinks.
 
 The cycle never runs two tests at once: drives are probed after the line test, back to back,
 so each sees the line alone. A test in progress is marked in the store first, so a crash
@@ -23,10 +23,11 @@ from netprobe.agent.gates import Gates, Link, cross_traffic_during, invalid_reas
 from netprobe.agent.metrics import AgentStatus
 from netprobe.config import AgentConfig, ServerConfig
 from netprobe.errors import StoreError
+from netprobe.events import HoldResult, Sink, result_event
+from netprobe.i18n import _
 from netprobe.measure.line import backend_for, measure_line
 from netprobe.results import Conditions, DirectionResult, LineResult, Server, new_id
 from netprobe.store import Store
-from netprobe.units import format_rate
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Cycle:
     config: AgentConfig
     store: Store
     status: AgentStatus
-    observe: Callable[[dict[str, Any]], None]
+    sink: Sink  # the agent's sinks (store, metrics, push, log), fanned out
     interface: str | None
     sysfs_root: Path = Path("/sys/class/net")
     gates: Gates | None = None
@@ -48,22 +49,14 @@ class Cycle:
         if self.gates is None:
             self.gates = Gates(self.config.gates, self.interface)
 
-    def store_result(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        """Store, count the data used and feed the metric sources; a store failure is counted."""
-        try:
-            sealed = self.store.add(record)
-        except StoreError as exc:
-            self.status.store_errors += 1
-            log.error("%s", exc)
-            self.observe(record)
-            return None
-        self.observe(sealed)
+    def finish(self, record: dict[str, Any]) -> None:
+        """The run's last event, with the completed record; then the month's data count."""
+        self.sink.emit(result_event(record))
         self.refresh_data_used()
-        return sealed
 
     def refresh_data_used(self) -> None:
         budget = DataBudget(self.config.budget)
-        start = budget.period_start(self.now().astimezone(self.config.probe.zone()))
+        start = budget.period_start(self.now().astimezone(self.config.line_zone()))
         since = start.astimezone(UTC).isoformat(timespec="microseconds")
         self.status.data_used_bytes = self.store.bytes_since(since)
         self.status.data_budget_bytes = budget.monthly_bytes
@@ -125,7 +118,7 @@ class Cycle:
             valid=False,
             invalid_reason="aborted",
             outcome="aborted",
-            peak=config.contract.peak().is_peak(self.now(), config.probe.zone()),
+            peak=config.contract.peak().is_peak(self.now(), config.line_zone()),
             probe_id=config.probe.id,
             run_id=new_id(),
             started_at=self.now().isoformat(timespec="microseconds"),
@@ -143,18 +136,21 @@ class Cycle:
         config = self.config
         assert self.gates is not None
         before, start = self.gates.counter(), time.monotonic()
+        log.info(_("line test starting against %s (%s)"), server_name(target), target.protocol)
         try:
             result = await measure_line(
                 backend_for(target.protocol, target.url),
                 config.measurement.test_directions(),
                 config.measurement.engine_options(),
+                HoldResult(self.sink),
             )
         except asyncio.CancelledError:
             log.warning("test aborted: the agent is stopping")
-            self.store_result(placeholder.to_dict())
+            self.finish(placeholder.to_dict())
             raise
         seconds = time.monotonic() - start
         after = self.gates.counter()
+        result.server.name = result.server.name or target.name
         result.id, result.run_id = placeholder.id, placeholder.run_id
         result.started_at, result.peak = placeholder.started_at, placeholder.peak
         result.probe_id = placeholder.probe_id
@@ -171,8 +167,7 @@ class Cycle:
             contracted = max(config.contract.download, config.contract.upload)
             reason = invalid_reason(config.gates, link, contracted, during)
             result.valid, result.invalid_reason = reason is None, reason
-        self.store_result(result.to_dict())
-        log.info("%s", describe(result))
+        self.finish(result.to_dict())
         await self.probe_drives(result)
         return result
 
@@ -182,16 +177,24 @@ class Cycle:
             return
         from netprobe.drives.run import probe_drives
 
-        for drive_result in await probe_drives(self.config.drives, line=line, run_id=line.run_id):
-            drive_result.probe_id = drive_result.probe_id or line.probe_id
-            self.store_result(drive_result.to_dict())
+        await probe_drives(
+            self.config.drives,
+            line=line,
+            run_id=line.run_id,
+            sink=self.sink,
+            probe_id=line.probe_id,
+        )
+        self.refresh_data_used()
 
 
-def describe(result: LineResult) -> str:
-    """One log line a person can read."""
-    parts = []
-    for part in result.directions():
-        figure = format_rate(part.bytes_per_second) if part.bytes_per_second else part.reason
-        parts.append(f"{part.direction} {figure}")
-    verdict = "valid" if result.valid else f"not valid ({result.invalid_reason})"
-    return f"line test {result.outcome}: {', '.join(parts)}; {verdict}"
+def server_name(target: ServerConfig | dict[str, Any]) -> str:
+    """ "name (url)", or the url of a server without a name."""
+    name, url = (
+        (target.name, target.url)
+        if isinstance(target, ServerConfig)
+        else (
+            target.get("name", ""),
+            target.get("url", ""),
+        )
+    )
+    return f"{name} ({url})" if name else url

@@ -1,10 +1,10 @@
-"""When the next test runs, and whether a moment is peak or off-peak.
+"""When the next test runs (the `schedule:` section itself is in `netprobe.config`).
 
 Intervals are drawn from an exponential distribution around a mean and clamped, so tests land
 at random moments (no pattern an ISP could favour, no alignment with other probes) yet never
 bunch up or leave long gaps:
 
-    schedule = ScheduleConfig(mean_interval=3600, min_interval=600, max_interval=10800)
+    schedule = ScheduleConfig(mean_interval_seconds=3600, min_interval_seconds=600)
     delay = next_interval(schedule, random.Random())      # seconds until the next test
 
 In BNetzA campaign mode (`compliance.de_bnetza.campaign.enabled`) the drawn delay is only a
@@ -12,43 +12,32 @@ lower bound: the test also waits for the series' next conforming slot, so the ra
 fills the series without breaking its spacing rules:
 
     delay = campaign_delay(delay, plan_campaign(records, now, rules, zone), now)
+
+`Planner` puts these together for the agent over its store: `first_delay`, `next_delay`.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from dataclasses import dataclass, field
-from datetime import datetime, time, tzinfo
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
 
-from netprobe.configschema import DURATION
+from netprobe.agent.metrics import AgentStatus
+from netprobe.config import AgentConfig, ScheduleConfig
+from netprobe.errors import StoreError
+from netprobe.store import Store
 
 if TYPE_CHECKING:
     from netprobe.compliance.campaign import CampaignPlan
     from netprobe.compliance.config import BnetzaCampaign
 
 
-@dataclass
-class ScheduleConfig:
-    """The `schedule:` section."""
-
-    mean_interval: Annotated[float, DURATION] = 3600.0
-    min_interval: Annotated[float, DURATION] = 600.0
-    max_interval: Annotated[float, DURATION] = 3 * 3600.0
-    startup_delay: Annotated[float, DURATION] = 60.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_interval <= self.mean_interval <= self.max_interval:
-            raise ValueError(
-                "expected 0 < min_interval <= mean_interval <= max_interval "
-                f"(got {self.min_interval:g} s, {self.mean_interval:g} s, {self.max_interval:g} s)"
-            )
-
-
 def next_interval(schedule: ScheduleConfig, rng: random.Random) -> float:
     """Seconds to the next test: exponential around the mean, clamped to [min, max]."""
-    drawn = rng.expovariate(1.0 / schedule.mean_interval)
-    return min(max(drawn, schedule.min_interval), schedule.max_interval)
+    drawn = rng.expovariate(1.0 / schedule.mean_interval_seconds)
+    return min(max(drawn, schedule.min_interval_seconds), schedule.max_interval_seconds)
 
 
 def first_delay(
@@ -60,8 +49,8 @@ def first_delay(
     (that would measure the same moment many times); one test runs soon, after a short random
     delay that keeps a fleet of probes restarted together from testing in lockstep.
     """
-    soon = rng.uniform(0.5, 1.0) * schedule.startup_delay
-    if seconds_since_last is None or seconds_since_last >= schedule.mean_interval:
+    soon = rng.uniform(0.5, 1.0) * schedule.startup_delay_seconds
+    if seconds_since_last is None or seconds_since_last >= schedule.mean_interval_seconds:
         return soon
     return max(soon, next_interval(schedule, rng) - seconds_since_last)
 
@@ -95,32 +84,61 @@ def describe_campaign(plan: CampaignPlan, rules: BnetzaCampaign, zone: tzinfo) -
     )
 
 
-@dataclass
-class PeakHours:
-    """Daily windows ("19:00-23:00", may cross midnight) in a local time zone."""
+log = logging.getLogger("netprobe.agent")
 
-    windows: list[tuple[time, time]] = field(default_factory=list)
 
-    @classmethod
-    def parse(cls, specs: list[str]) -> PeakHours:
-        windows = []
-        for spec in specs:
-            start, sep, end = spec.partition("-")
-            try:
-                if not sep:
-                    raise ValueError
-                windows.append((time.fromisoformat(start.strip()), time.fromisoformat(end.strip())))
-            except ValueError:
-                raise ValueError(
-                    f"peak_hours: expected a window such as 19:00-23:00, got {spec!r}"
-                ) from None
-        return cls(windows)
+class Planner:
+    """The agent's delays to its next test: random, held back to a campaign's next slot."""
 
-    def is_peak(self, when: datetime, zone: tzinfo | None) -> bool:
-        """True when `when` (aware) falls in a window, read on the wall clock of `zone`."""
-        local = when.astimezone(zone).time().replace(tzinfo=None)
-        for start, end in self.windows:
-            inside = start <= local < end if start <= end else local >= start or local < end
-            if inside:
-                return True
-        return False
+    def __init__(
+        self,
+        config: Callable[[], AgentConfig],
+        store: Store,
+        status: AgentStatus,
+        rng: random.Random,
+    ) -> None:
+        self.config = config  # asked each time: a reload changes the schedule
+        self.store = store
+        self.status = status
+        self.rng = rng
+
+    def seconds_since_last_test(self, now: datetime) -> float | None:
+        last = self.store.last("line")
+        if last is None:
+            return None
+        started = datetime.fromisoformat(last["started_at"])
+        return max((now - started).total_seconds(), 0.0)
+
+    def first_delay(self, now: datetime) -> float:
+        schedule = self.config().schedule
+        delay = first_delay(schedule, self.seconds_since_last_test(now), self.rng)
+        return self.with_campaign(delay, now)
+
+    def next_delay(self, now: datetime) -> float:
+        return self.with_campaign(next_interval(self.config().schedule, self.rng), now)
+
+    def with_campaign(self, delay: float, now: datetime | None = None) -> float:
+        """`delay`, held back to the campaign's next conforming slot when campaign mode is on.
+
+        Planned afresh from the stored line results of the compliance window each time, so a
+        restart, a skipped test or an invalid one simply moves the slot.
+        """
+        from netprobe.compliance.campaign import plan_campaign
+
+        compliance = self.config().located_compliance()
+        rules = compliance.de_bnetza.campaign
+        if not rules.enabled:
+            return delay
+        now = now or datetime.now(UTC)
+        since = now - timedelta(days=compliance.window_days)
+        try:
+            records = self.store.records(
+                kind="line", since=since.isoformat(timespec="microseconds")
+            )
+        except StoreError as exc:
+            self.status.store_errors += 1
+            log.error("campaign not planned: %s", exc)
+            return delay
+        plan = plan_campaign(records, now, rules, compliance.zone())
+        log.info("%s", describe_campaign(plan, rules, compliance.zone()))
+        return campaign_delay(delay, plan, now)

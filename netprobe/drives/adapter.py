@@ -2,9 +2,10 @@
 
 An adapter only moves bytes and says where the time went; `run.py` decides how long, how many
 connections, and what the numbers mean (blackbox_exporter's prober model: adding an access path
-is one module and one line in `ADAPTERS`):
+is one module, one line in `run._adapters()` and its name in `config.DriveKind`; see
+docs/architecture.md):
 
-    adapter = ADAPTERS[drive.kind](drive, redactor)
+    adapter = _adapters()[drive.kind](drive, redactor)      # in run.py
     tier = await adapter.open()                   # authenticate, check the account's tier
     await adapter.download(meter)                 # the file once, counted into meter
     await adapter.upload("/dir/x.bin", payload, meter)
@@ -20,13 +21,10 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from netprobe.drives.config import DriveConfig
+from netprobe.errors import BudgetReached
 
 # Adapters count bytes in chunks of at most this size, so a budget overshoots by less.
 CHUNK_BYTES = 1 << 16
-
-
-class BudgetReached(Exception):
-    """The drive's data budget is used up: the transfer ends here, as planned, not as a failure."""
 
 
 class Allowance:
@@ -38,7 +36,7 @@ class Allowance:
     def take(self, n: int) -> None:
         self.bytes_left -= n
         if self.bytes_left <= 0:
-            raise BudgetReached
+            raise BudgetReached("the phase's data allowance is used up")
 
 
 class Meter:

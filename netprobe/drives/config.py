@@ -11,7 +11,7 @@
           client_secret: {env: BAIDU_CLIENT_SECRET}
         download: {path: /netprobe/1GiB.bin}
         upload: {enabled: true, size: 16MiB, path: /netprobe}
-        budget: 256MiB
+        max_bytes: 256MiB       # per probe; the monthly data budget is `budget:`
 
 Secrets are never written in the file itself: a `Secret` names an environment variable or a
 file, and files that other users can read are refused (like ssh does with private keys).
@@ -19,18 +19,19 @@ file, and files that other users can read are refused (like ssh does with privat
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from netprobe.configschema import DURATION, RATE, SIZE
+from netprobe.configschema import DURATION, RATE, SIZE, Key
 from netprobe.errors import ConfigError
 from netprobe.secrets import Secret
 
 DriveKind = Literal["http", "webdav", "s3", "rclone", "baidu"]
 Tier = Literal["free", "paid", "auto"]
 
-# METHOD.md §5 suggested floors.
+# docs/method.md §5 suggested floors.
 CRITICAL_FLOOR_BYTES_PER_SECOND = 128 * 1024
 WARNING_FLOOR_BYTES_PER_SECOND = 1024 * 1024
 WARNING_LINE_SHARE = 0.05
@@ -88,7 +89,7 @@ class UploadConfig:
 
 @dataclass
 class Floors:
-    """Policy floors (METHOD.md §5): below `critical` is unusable, below `warning` is poor.
+    """Policy floors (docs/method.md §5): below `critical` is unusable, below `warning` is poor.
 
     Defaults: critical under 128 KiB/s; warning under 1 MiB/s or under 5 % of the line's rate
     measured just before. Each probe is judged on its own; "critical on 3 probes in a row" is
@@ -126,11 +127,12 @@ class DriveConfig:
     connections: int = 1
     download: DownloadConfig = field(default_factory=DownloadConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
-    budget: Annotated[int, SIZE] = 256 * 1024 * 1024
-    duration: Annotated[float, DURATION] = 10.0
-    burst: Annotated[float, DURATION] = 2.0
-    time_limit: Annotated[float, DURATION] = 120.0
-    connect_timeout: Annotated[float, DURATION] = 15.0
+    # At most this many payload bytes per probe (all phases); "budget" is the monthly one.
+    max_bytes: Annotated[int, SIZE, Key("max_bytes", old="budget")] = 256 * 1024 * 1024
+    duration_seconds: Annotated[float, DURATION, Key("duration")] = 10.0
+    burst_seconds: Annotated[float, DURATION, Key("burst")] = 2.0
+    time_limit_seconds: Annotated[float, DURATION, Key("time_limit")] = 120.0
+    connect_timeout_seconds: Annotated[float, DURATION, Key("connect_timeout")] = 15.0
     floors: Floors = field(default_factory=Floors)
 
     def __post_init__(self) -> None:
@@ -142,7 +144,7 @@ class DriveConfig:
             raise ValueError(f"a {self.kind} drive needs a url")
         if self.kind == "rclone" and ":" not in self.url:
             raise ValueError("an rclone drive's url is a remote such as 'mydrive:'")
-        if self.burst >= self.duration:
+        if self.burst_seconds >= self.duration_seconds:
             raise ValueError("burst must be shorter than duration")
         if self.kind == "http" and self.upload.enabled:
             raise ValueError("http drives (share links) are download only")
@@ -156,8 +158,6 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
     """
     if kind not in ("http", "webdav", "s3", "rclone"):
         raise ConfigError(f"--kind must be http, webdav, s3 or rclone, not {kind!r}")
-    if kind == "http":
-        return DriveConfig(name=name, kind="http", url=url)
     if kind == "rclone":
         remote, _, path = url.rpartition(":")
         if not remote or not path:
@@ -174,7 +174,9 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
         )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--url must be an http(s) URL, not {url!r}")
+        raise ConfigError(f"--url must be an http(s) URL such as https://host/file, not {url!r}")
+    if kind == "http":
+        return DriveConfig(name=name, kind="http", url=url)
     origin = f"{parts.scheme}://{parts.netloc}"
     path = parts.path
     if kind == "s3":
@@ -192,3 +194,37 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
         download=DownloadConfig(path=path),
         upload=UploadConfig(path=folder or "/"),
     )
+
+
+def ad_hoc_with(
+    drive: DriveConfig,
+    *,
+    credentials: Credentials,
+    headers: list[str],
+    connections: int,
+    duration_seconds: float,
+    upload_bytes: int | None,
+) -> DriveConfig:
+    """`drive` (from `ad_hoc`) with the command line's credentials, headers and sizes; checked."""
+    parsed: dict[str, str] = {}
+    for line in headers:
+        field_name, sep, value = line.partition(":")
+        if not sep or not field_name.strip():
+            raise ConfigError(f"--header must be 'Name: value', not {line!r}")
+        parsed[field_name.strip()] = value.strip()
+    upload = drive.upload
+    if upload_bytes is not None:
+        upload = dataclasses.replace(upload, enabled=True, size=upload_bytes)
+    try:
+        # replace() runs __post_init__ again, so the combination is checked like a config file.
+        return dataclasses.replace(
+            drive,
+            credentials=credentials,
+            headers=parsed,
+            connections=connections,
+            duration_seconds=duration_seconds,
+            burst_seconds=min(drive.burst_seconds, duration_seconds / 2),
+            upload=upload,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -2,7 +2,7 @@
 
 The agent calls `probe_drives` right after a line test, with that test's result and run id, so
 the drive and the line are measured back to back on the same WAN but never at the same time
-(METHOD.md §5):
+(docs/method.md §5):
 
     line = await measure_line(backend, ["download", "upload"], options)
     drives = await probe_drives(config.drives, line=line, run_id=line.run_id)
@@ -32,7 +32,6 @@ from netprobe.drives.adapter import (
     CHUNK_BYTES,
     AdapterFactory,
     Allowance,
-    BudgetReached,
     DriveAdapter,
     Meter,
     Redactor,
@@ -40,8 +39,8 @@ from netprobe.drives.adapter import (
 from netprobe.drives.classify import REFUSAL_REASONS, Evidence, classify
 from netprobe.drives.config import DriveConfig
 from netprobe.drives.result import GIBIBYTE, DriveResult, DriveTransfer
-from netprobe.errors import ConfigError, MeasurementError, TransportError
-from netprobe.events import Event, NullSink, Sink
+from netprobe.errors import BudgetReached, ConfigError, MeasurementError, TransportError
+from netprobe.events import Event, NullSink, Sink, result_event
 from netprobe.measure.engine import bytes_at
 from netprobe.results import Direction, LineResult, StreamSeries
 
@@ -76,14 +75,23 @@ async def probe_drives(
     run_id: str,
     sink: Sink | None = None,
     adapters: Mapping[str, AdapterFactory] | None = None,
+    probe_id: str = "",
 ) -> list[DriveResult]:
-    """Probe the drives one after another; free/paid pairs get their parity ratio."""
+    """Probe the drives one after another; free/paid pairs get their parity ratio.
+
+    Each probe's events go to `sink` as it runs; once the pairs are judged, one "result"
+    event per drive carries its finished record.
+    """
     table = adapters or _adapters()
     results = [
         await probe_drive(drive, line=line, run_id=run_id, sink=sink, adapters=table)
         for drive in drives
     ]
     _pair_free_with_paid(results)
+    for result in results:
+        result.probe_id = probe_id
+        if sink is not None:
+            sink.emit(result_event(result.to_dict()))
     return results
 
 
@@ -104,7 +112,7 @@ async def probe_drive(
         tier=drive.tier if drive.tier != "auto" else "unknown",
         group=drive.group,
         run_id=run_id,
-        budget_bytes=drive.budget,
+        budget_bytes=drive.max_bytes,
     )
     try:
         adapter = (adapters or _adapters())[drive.kind](drive, probe.redactor)
@@ -268,10 +276,10 @@ class _Probe:
                 progress = (now, total)
             elif now - progress[0] >= STALL_SECONDS:
                 raise TransportError(f"stalled: no data for {STALL_SECONDS:g} s", reason="stalled")
-            if now - started >= self.drive.time_limit:
+            if now - started >= self.drive.time_limit_seconds:
                 if phase.first_byte_at is None or until_seconds is None:
                     raise TransportError(
-                        f"not done within the time limit of {self.drive.time_limit:g} s",
+                        f"not done within the time limit of {self.drive.time_limit_seconds:g} s",
                         reason="timeout",
                     )
                 return
@@ -305,7 +313,7 @@ class _Probe:
         return phase
 
     def _remaining_budget(self) -> int:
-        return self.drive.budget - self.used_bytes
+        return self.drive.max_bytes - self.used_bytes
 
     def _download_budget(self) -> int:
         """What the download may use: the upload's share is kept, and the last chunk's overshoot."""
@@ -323,14 +331,14 @@ class _Probe:
         try:
             allowance = Allowance(self._download_budget())
             single = await self._run_phase(
-                "download", [Meter(self.clock, allowance)], repeatedly, drive.duration
+                "download", [Meter(self.clock, allowance)], repeatedly, drive.duration_seconds
             )
         except MeasurementError as exc:
             return self.failed("download", exc.reason, str(exc))
         if single.failures:
             failure = single.failures[0]
             return self.failed("download", failure.reason, str(failure), single)
-        steady, burst = single.rates(drive.burst)
+        steady, burst = single.rates(drive.burst_seconds)
         transfer = DriveTransfer(
             direction="download",
             ok=True,
@@ -347,13 +355,15 @@ class _Probe:
             allowance = Allowance(self._download_budget())
             meters = [Meter(self.clock, allowance) for _ in range(drive.connections)]
             try:
-                multi = await self._run_phase("download", meters, repeatedly, drive.duration)
+                multi = await self._run_phase(
+                    "download", meters, repeatedly, drive.duration_seconds
+                )
             except MeasurementError as exc:
                 transfer.error = self.redactor.scrub(f"{drive.connections} connections: {exc}")
             else:
                 transfer.bytes += multi.bytes
                 transfer.multi_connections = drive.connections
-                transfer.multi_bytes_per_second, _ = multi.rates(drive.burst)
+                transfer.multi_bytes_per_second, _ = multi.rates(drive.burst_seconds)
                 transfer.multi_refused = sum(f.reason in REFUSAL_REASONS for f in multi.failures)
                 other = [f for f in multi.failures if f.reason not in REFUSAL_REASONS]
                 if other:

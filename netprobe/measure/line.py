@@ -6,10 +6,10 @@ import asyncio
 import importlib
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from netprobe.errors import MeasurementError
-from netprobe.events import Sink
+from netprobe.errors import ConfigError, MeasurementError
+from netprobe.events import Sink, result_event
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.latency import sample_while
 from netprobe.results import Direction, DirectionResult, LineResult, Server
@@ -29,6 +29,13 @@ class Backend(Protocol):
     ) -> DirectionResult: ...
 
 
+@runtime_checkable
+class KeepsConnections(Protocol):
+    """A backend that keeps a connection open between calls (its latency connection)."""
+
+    async def close(self) -> None: ...
+
+
 # protocol name -> "module:class" taking the server URL; adding a protocol is one module and
 # one line here. Imported only when used: aiohttp (ndt7) and speedtest-cli (ookla) would
 # otherwise cost every command a quarter of a second, more on a Pi.
@@ -45,11 +52,26 @@ BACKENDS: dict[str, str] = {
 IDLE_PINGS = 5
 
 
+DIRECTION_CHOICES: dict[str, list[Direction]] = {
+    "down": ["download"],
+    "up": ["upload"],
+    "both": ["download", "upload"],
+}
+
+
+def directions_named(choice: str) -> list[Direction]:
+    """The directions meant by `--direction down|up|both`."""
+    try:
+        return DIRECTION_CHOICES[choice]
+    except KeyError:
+        raise ConfigError(f"--direction must be down, up or both, not {choice!r}") from None
+
+
 def backend_for(protocol: str, url: str) -> Backend:
     try:
         module, _, name = BACKENDS[protocol].partition(":")
     except KeyError:
-        raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(BACKENDS)})") from None
+        raise ConfigError(f"unknown protocol {protocol!r} (known: {', '.join(BACKENDS)})") from None
     factory: Callable[[str], Backend] = getattr(importlib.import_module(module), name)
     return factory(url)
 
@@ -73,13 +95,21 @@ async def measure_line(
                 result, direction, DirectionResult.failed(direction, exc.reason, str(exc), method)
             )
         result.outcome = "failed"
+        if sink is not None:
+            sink.emit(result_event(result.to_dict()))
         return result
     result = LineResult(server=server)
-    result.idle_latency_seconds = await _idle_latency(backend)
-    for direction in directions:
-        setattr(result, direction, await _measure_loaded(backend, direction, options, sink))
+    try:
+        result.idle_latency_seconds = await _idle_latency(backend)
+        for direction in directions:
+            setattr(result, direction, await _measure_loaded(backend, direction, options, sink))
+    finally:
+        if isinstance(backend, KeepsConnections):
+            await backend.close()
     if result.failed_reason() is not None:
         result.outcome = "failed"
+    if sink is not None:
+        sink.emit(result_event(result.to_dict()))
     return result
 
 
