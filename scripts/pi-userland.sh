@@ -71,13 +71,16 @@ in_root() {
 
 log "running probes/pi/install.sh"
 started=$(date +%s)
-in_root bash /src/netprobe/probes/pi/install.sh 2>&1 | tee "$work/install.log"
+# each line of the installer with the seconds since it started: where the time goes
+in_root bash /src/netprobe/probes/pi/install.sh 2>&1 | while IFS= read -r line; do
+    printf '%4d s  %s\n' "$(($(date +%s) - started))" "$line"
+done | tee "$work/install.log"
 install_seconds=$(($(date +%s) - started))
 
 in_root /opt/netprobe/bin/netprobe config check /etc/netprobe/agent.yml
 
 # what pip built here: a wheel built locally carries the plain linux_<machine> tag
-built="$(in_root sh -c 'grep -l "^Tag: .*-linux_" /opt/netprobe/lib/python3*/site-packages/*.dist-info/WHEEL 2>/dev/null' \
+built="$(in_root sh -c 'grep -l "^Tag: .*-linux_" /opt/netprobe/lib/python3*/site-packages/*.dist-info/WHEEL || true' \
     | sed 's|.*/site-packages/||; s|\.dist-info/WHEEL||' | tr '\n' ' ')"
 # shellcheck disable=SC2016  # dpkg-query's own format, not shell
 debian="$(in_root dpkg-query -W -f='${Package} ${Version}\n' python3-cffi python3-psutil python3-yaml 2>/dev/null | tr '\n' ';')"
