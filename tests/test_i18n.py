@@ -15,7 +15,7 @@ from netprobe import i18n
 from netprobe.i18n import _, read_po, resolve, use_language
 
 CATALOGUE = Path(i18n.__file__).parent / "zh_CN" / "netprobe.po"
-PLACEHOLDER = re.compile(r"\{[^{}]*\}|%s")
+PLACEHOLDER = re.compile(r"\{[^{}]*\}|%[-.\d]*[sdf]")
 
 
 def extracted_messages() -> set[str]:

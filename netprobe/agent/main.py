@@ -49,6 +49,7 @@ from netprobe.exporter import (
     ssl_context,
     start_exporter,
 )
+from netprobe.i18n import _
 from netprobe.store import Store
 
 log = logging.getLogger("netprobe.agent")
@@ -119,7 +120,7 @@ class Agent:
             )
         except ConfigError as exc:
             self.status.reload_successful = False
-            log.error("configuration reload failed, keeping the running configuration: %s", exc)
+            log.error(_("configuration reload failed, keeping the running configuration: %s"), exc)
             return str(exc)
         for section, needs_restart in (
             ("store", config.store.path != self.config.store.path),
@@ -128,13 +129,13 @@ class Agent:
             ("push", config.push != self.config.push),
         ):
             if needs_restart:
-                log.warning("%s changed: takes effect when the agent restarts", section)
+                log.warning(_("%s changed: takes effect when the agent restarts"), section)
         self.apply(config, web_config)
         if self.store is not None:
             self.start_compliance()
         self.status.reload_successful = True
         self.status.reload_success_timestamp = time.time()
-        log.info("configuration reloaded from %s", self.config_path)
+        log.info(_("configuration reloaded from %s"), self.config_path)
         return None
 
     # -- life -----------------------------------------------------------------------------
@@ -202,7 +203,7 @@ class Agent:
     def stop(self) -> None:
         if self.stopping.is_set():
             return
-        log.info("stopping")
+        log.info(_("stopping"))
         self.stopping.set()
         if self.cycle_task is not None:
             self.cycle_task.cancel()
@@ -213,7 +214,7 @@ class Agent:
             Path(config.store.path), Path(config.store.key_file) if config.store.key_file else None
         )
         for record in self.store.recover_interrupted():
-            log.warning("recorded test %s as aborted: the agent stopped during it", record["id"])
+            log.warning(_("recorded test %s as aborted: the agent stopped during it"), record["id"])
             self.observe(record)
         self.cycle().refresh_data_used()
         self.start_compliance()
@@ -240,7 +241,7 @@ class Agent:
             for runner in reversed(runners):
                 await runner.cleanup()
             self.store.close()
-            log.info("stopped; store closed")
+            log.info(_("stopped; store closed"))
 
     async def start_exporter(self) -> web.AppRunner:
         self.registry.register(SourcesCollector(lambda: self.sources))
@@ -255,7 +256,7 @@ class Agent:
         host, port = parse_listen(self.listen)
         runner = await start_exporter(app, host, port, tls)
         scheme = "https" if tls else "http"
-        log.info("metrics on %s://%s:%d/metrics", scheme, host, runner.addresses[0][1])
+        log.info(_("metrics on %s://%s:%d/metrics"), scheme, host, runner.addresses[0][1])
         return runner
 
     async def start_embedded_server(self) -> web.AppRunner:
@@ -271,7 +272,7 @@ class Agent:
         runner = await start_server(embedded.host, embedded.port, limits)
         url = f"http://{embedded.host}:{bound_port(runner)}"
         self.embedded = ServerConfig(url, "native", "embedded")
-        log.info("embedded test server on %s", url)
+        log.info(_("embedded test server on %s"), url)
         return runner
 
     def seconds_since_last_test(self) -> float | None:
@@ -306,7 +307,7 @@ class Agent:
             )
         except StoreError as exc:
             self.status.store_errors += 1
-            log.error("campaign not planned: %s", exc)
+            log.error(_("campaign not planned: %s"), exc)
             return delay
         plan = plan_campaign(records, now, rules, compliance.zone())
         log.info("%s", describe_campaign(plan, rules, compliance.zone()))
@@ -316,7 +317,7 @@ class Agent:
         delay = first_delay(self.config.schedule, self.seconds_since_last_test(), self.rng)
         delay = self.with_campaign(delay)
         while not self.stopping.is_set():
-            log.info("next test in %.0f s", delay)
+            log.info(_("next test in %.0f s"), delay)
             await self.sleep(delay)
             if self.stopping.is_set():
                 return
@@ -357,7 +358,7 @@ class Agent:
             log.error("%s", exc)
             return
         if pruned:
-            log.info("retention: removed %d results older than %s", pruned, cutoff.date())
+            log.info(_("retention: removed %d results older than %s"), pruned, cutoff.date())
 
 
 async def run_agent(config_path: Path, listen: str | None = None) -> None:
