@@ -21,7 +21,7 @@ LAYERS: list[list[str]] = [
     ["netprobe.config"],
     ["netprobe.push", "netprobe.serve", "netprobe.exporter", "netprobe.console"],
     ["netprobe.compliance"],
-    ["netprobe.store"],
+    ["netprobe.store", "netprobe.results_import"],
     ["netprobe.compliance.evidence"],  # sits beside the store, which seals every record with it
     ["netprobe.drives"],
     ["netprobe.measure"],

@@ -31,7 +31,7 @@ from netprobe.secrets import Secret
 DriveKind = Literal["http", "webdav", "s3", "rclone", "baidu"]
 Tier = Literal["free", "paid", "auto"]
 
-# METHOD.md §5 suggested floors.
+# docs/method.md §5 suggested floors.
 CRITICAL_FLOOR_BYTES_PER_SECOND = 128 * 1024
 WARNING_FLOOR_BYTES_PER_SECOND = 1024 * 1024
 WARNING_LINE_SHARE = 0.05
@@ -89,7 +89,7 @@ class UploadConfig:
 
 @dataclass
 class Floors:
-    """Policy floors (METHOD.md §5): below `critical` is unusable, below `warning` is poor.
+    """Policy floors (docs/method.md §5): below `critical` is unusable, below `warning` is poor.
 
     Defaults: critical under 128 KiB/s; warning under 1 MiB/s or under 5 % of the line's rate
     measured just before. Each probe is judged on its own; "critical on 3 probes in a row" is

@@ -46,14 +46,14 @@ def add_routes(app: web.Application, state: ServerState) -> None:
 
     async def download(request: web.Request) -> web.StreamResponse:
         n_bytes = int_param(request, "bytes", low=0, high=state.limits.max_bytes_per_request)
-        with state.admit(_test_id(request)):
-            return await send_payload(request, state, n_bytes)
+        with state.admit(request, "native", "download", _test_id(request)) as transfer:
+            return await send_payload(request, state, transfer, n_bytes)
 
     async def upload(request: web.Request) -> web.Response:
         test_id = _test_id(request)
         stream = int_param(request, "stream", 0, low=0, high=state.limits.max_streams_per_test)
-        with state.admit(test_id):
-            origin = state.origin(test_id)
+        with state.admit(request, "native", "upload", test_id) as transfer:
+            origin = state.origin(transfer.client, test_id)
             arrived = time.monotonic() - origin
             t_seconds, counts = [arrived], [0]
 
@@ -67,7 +67,7 @@ def add_routes(app: web.Application, state: ServerState) -> None:
                     t_seconds.append(t)
                     counts.append(total)
 
-            received = await receive_body(request, state, on_chunk)
+            received = await receive_body(request, state, transfer, on_chunk)
         return web.json_response(
             {"stream": stream, "bytes": counts, "t_seconds": t_seconds, "received_bytes": received}
         )
