@@ -95,7 +95,7 @@ app = _App(
     no_args_is_help=True,
     help="Measure a broadband line and cloud drives against what was promised.",
     epilog="Examples:  netprobe speed --server http://192.0.2.1:8080 --plan 100M/20M   ·   "
-    "netprobe report --config agent.yml --lang zh_CN -o report.html",
+    "netprobe --lang zh_CN report --config agent.yml -o report.html",
 )
 
 
@@ -486,7 +486,7 @@ def _policy_help() -> str:
 @report_app.callback(
     invoke_without_command=True,
     epilog="Examples:  netprobe report --config agent.yml -o report.html   ·   "
-    "netprobe report --input export.jsonl --plan 100M/40M --policy cn-miit --lang zh_CN",
+    "netprobe --lang zh_CN report --input export.jsonl --plan 100M/40M --policy cn-miit",
 )
 def report(
     ctx: typer.Context,

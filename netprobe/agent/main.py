@@ -41,6 +41,7 @@ from netprobe.drives.metrics import DriveMetrics
 from netprobe.errors import ConfigError
 from netprobe.events import Fanout, Sink, result_event
 from netprobe.exporter import MetricSource
+from netprobe.i18n import _
 from netprobe.store import Store
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ class Agent:
             Path(config.store.path), Path(config.store.key_file) if config.store.key_file else None
         )
         for record in self.store.recover_interrupted():
-            log.warning("recorded test %s as aborted: the agent stopped during it", record["id"])
+            log.warning(_("recorded test %s as aborted: the agent stopped during it"), record["id"])
             Fanout(self.sources).emit(result_event(record))  # stored already
         self.cycle().refresh_data_used()
         self.start_compliance()
@@ -221,7 +222,7 @@ class Agent:
             for runner in reversed(runners):
                 await runner.cleanup()
             self.store.close()
-            log.info("stopped; store closed")
+            log.info(_("stopped; store closed"))
 
     def planner(self) -> Planner:
         assert self.store is not None
@@ -238,7 +239,7 @@ class Agent:
     async def schedule_loop(self) -> None:
         delay = self.planner().first_delay(datetime.now(UTC))
         while not self.stopping.is_set():
-            log.info("next test in %.0f s", delay)
+            log.info(_("next test in %.0f s"), delay)
             await self.sleep(delay)
             if self.stopping.is_set():
                 return

@@ -54,7 +54,7 @@ class LogSink(ResultObserver):
         elif record.get("kind") == "drive":
             result = DriveResult.from_dict({k: v for k, v in record.items() if k != "evidence"})
             for transfer in result.directions():
-                log.info("drive %s", describe_transfer(result, transfer))
+                log.info(_("drive %s"), describe_transfer(result, transfer))
 
 
 def describe_line(record: dict[str, Any]) -> str:

@@ -38,6 +38,10 @@ RUNTIME_MESSAGES = (
     N_("ok"),
     N_("failed"),
     N_("aborted"),
+    N_("free"),
+    N_("paid"),
+    N_("critical"),
+    N_("warning"),
 )
 
 COLOURS = {"download": "#1f6fb4", "upload": "#2c9c4a"}
@@ -128,6 +132,7 @@ def render(report: Report) -> str:
         ),
         *(_hour_plot(report, d) for d in DIRECTIONS if _has(report, d)),
         _tests_table(report),
+        _drives(report),
         _evidence(report),
         _records_block(report),
         f"<script>{SCRIPT}</script>",
@@ -637,6 +642,57 @@ def _tests_table(report: Report) -> str:
     return (
         f'<h2 id="tests-head">{escape(title)}</h2>'
         f'<table class="tests" id="tests"><tr>{head}</tr>{"".join(rows)}</table>'
+    )
+
+
+def _drives(report: Report) -> str:
+    """The cloud-drive probes: the steady rate one connection of the account got."""
+    rows = []
+    for record in report.records:
+        if record.get("kind") != "drive":
+            continue
+        when = escape(_local(report, parse_utc(record["started_at"])))
+        for direction in DIRECTIONS:
+            part = record.get(direction)
+            if not isinstance(part, dict):
+                continue
+            if part.get("ok") and part.get("bytes_per_second") is not None:
+                rate = escape(format_rate(float(part["bytes_per_second"])))
+            else:
+                failed = _("failed: {reason}").format(reason=part.get("reason") or _("unknown"))
+                rate = f'<span class="fail">{escape(failed)}</span>'
+            floor = part.get("floor")
+            rows.append(
+                [
+                    when,
+                    escape(str(record.get("drive", ""))),
+                    escape(_(str(record.get("tier") or "unknown"))),
+                    escape(_(direction)),
+                    rate,
+                    f'<span class="fail">{escape(_(floor))}</span>' if floor else escape(_("no")),
+                ]
+            )
+    if not rows:
+        return ""
+    return (
+        _h2("drives", _("Cloud drives: the rate one connection of the account got"))
+        + _muted(
+            _(
+                "Free accounts are judged by the rate a single connection gets; below the "
+                "minimum floor the drive is unusable (critical) or poor (warning)."
+            )
+        )
+        + _table(
+            (
+                _("started"),
+                _("drive"),
+                _("tier"),
+                _("direction"),
+                _("steady rate"),
+                _("below the minimum floor"),
+            ),
+            rows,
+        )
     )
 
 
