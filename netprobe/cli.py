@@ -1,7 +1,8 @@
 """The `netprobe` command line: parses options, calls one function, renders the outcome.
 
 Exit codes: 0 success; 1 the measurement failed (one line on stderr says why); 2 bad input
-(options, URL, configuration); 3 the line measured below the plan (`--plan`, `--min-share`).
+(options, URL, configuration); 3 the line measured below the plan (`--plan`, `--min-share`);
+4 `report verify` found the evidence intact but its signer not pinned.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import typer
 from netprobe import __version__
 
 if TYPE_CHECKING:
+    from netprobe.config import AgentConfig
     from netprobe.drives.config import DriveConfig
+    from netprobe.serve.receipt import ReceiptBook
     from netprobe.store import Store
 
 app = typer.Typer(
@@ -28,6 +31,7 @@ app = typer.Typer(
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BELOW_PLAN = 3
+EXIT_SIGNER_NOT_PINNED = 4  # `report verify`: intact, but no trusted key says who signed it
 
 
 def _bad_input(message: str) -> typer.Exit:
@@ -127,6 +131,11 @@ def serve(
     rate: Annotated[
         str | None, typer.Option(help="Act as a line of DOWN/UP, e.g. 100M/20M (default: no cap)")
     ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(help="Sign a receipt for every test with this Ed25519 key (made if absent)"),
+    ] = None,
+    name: Annotated[str, typer.Option(help="The server's name in its receipts")] = "",
 ) -> None:
     """Run the reference test server."""
     from netprobe.serve.app import serve_forever
@@ -138,6 +147,7 @@ def serve(
         rates = _parse_plan(rate, "--rate") if rate else {}
     except (ValueError, UnitError) as exc:
         raise _bad_input(str(exc)) from None
+    receipts = _receipt_book(key, name) if key is not None else None
     typer.echo(f"netprobe server {__version__} listening on http://{host}:{port}/", err=True)
     serve_forever(
         host,
@@ -149,7 +159,24 @@ def serve(
             download_rate_bytes_per_second=rates.get("download"),
             upload_rate_bytes_per_second=rates.get("upload"),
         ),
+        receipts,
     )
+
+
+def _receipt_book(key_path: Path, name: str) -> ReceiptBook:
+    from netprobe.compliance.evidence import KeyFileError, ProbeKey
+    from netprobe.serve.receipt import ReceiptBook
+
+    try:
+        key = ProbeKey.load(key_path) if key_path.exists() else ProbeKey.create(key_path)
+    except KeyFileError as exc:
+        raise _bad_input(str(exc)) from None
+    except OSError as exc:
+        raise _bad_input(f"cannot write the key file {key_path}: {exc.strerror}") from None
+    typer.echo(
+        f"signing receipts with key {key.fingerprint} (public key {key.public_key_b64})", err=True
+    )
+    return ReceiptBook(key, name)
 
 
 @app.command()
@@ -315,10 +342,15 @@ def _open_store(config: Path | None, store: Path | None) -> Store:
     try:
         if store is None and config is None:
             raise ConfigError("give --config FILE or --store PATH")
-        path = store if store is not None else Path(load_config(config).store.path)  # type: ignore[arg-type]
+        key_path = None
+        if store is not None:
+            path = store
+        else:
+            section = load_config(config).store  # type: ignore[arg-type]
+            path, key_path = Path(section.path), section.key_file and Path(section.key_file)
         if not path.exists():
             raise ConfigError(f"no results store at {path}")
-        return Store(path)
+        return Store(path, key_path or None)
     except (ConfigError, StoreError) as exc:
         raise _bad_input(str(exc)) from None
 
@@ -362,18 +394,25 @@ def results_export(
     """Write stored results to stdout: full sealed records (jsonl) or one row per direction (csv)."""
     import sys
 
+    from netprobe.errors import StoreError
+    from netprobe.report.verify import export_lines
     from netprobe.store import write_csv
 
     if output_format not in ("jsonl", "csv"):
         raise _bad_input(f"--format must be jsonl or csv, not {output_format!r}")
+    if output_format == "jsonl" and kind is not None:
+        raise _bad_input("--kind is for csv: a sealed export is an unbroken piece of the chain")
     opened = _open_store(config, store)
-    records = opened.records(kind=kind, since=since, until=until)
-    opened.close()
-    if output_format == "jsonl":
-        for record in records:
-            sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
-    else:
-        write_csv(records, sys.stdout)
+    try:
+        records = opened.records(kind=kind, since=since, until=until)
+        if output_format == "jsonl":
+            sys.stdout.write(export_lines(records, opened.sign_head(records)))
+        else:
+            write_csv(records, sys.stdout)
+    except StoreError as exc:
+        raise _bad_input(str(exc)) from None
+    finally:
+        opened.close()
 
 
 report_app = typer.Typer(help="Compliance reports, and checking their evidence.")
@@ -415,10 +454,10 @@ def report(
     from netprobe.compliance.config import POLICY_NAMES, ComplianceConfig
     from netprobe.compliance.contract import Contract
     from netprobe.compliance.evidence import EvidenceError
-    from netprobe.errors import ConfigError
+    from netprobe.errors import ConfigError, StoreError
     from netprobe.report.document import period_bounds
     from netprobe.report.render import FORMATS, render_report
-    from netprobe.report.verify import read_records
+    from netprobe.report.verify import read_evidence
     from netprobe.units import UnitError
 
     if output_format not in FORMATS:
@@ -454,18 +493,31 @@ def report(
         else:
             raise ConfigError("give --config FILE or --plan DOWN/UP: the report needs the contract")
         if input_file is not None:
-            records = read_records(input_file.read_text(encoding="utf-8"))
+            carried = read_evidence(input_file.read_text(encoding="utf-8"))
+            records, head = carried.records, carried.head
         else:
             start, end = period_bounds(since, until, compliance.zone())
             store = _open_store(config, None)
-            records = store.records(
-                since=start.isoformat() if start else None, until=end.isoformat() if end else None
-            )
-            store.close()
+            try:
+                records = store.records(
+                    since=start.isoformat() if start else None,
+                    until=end.isoformat() if end else None,
+                )
+                head = store.sign_head(records) if records else None
+            finally:
+                store.close()
         text = render_report(
-            records, contract, compliance, output_format, policy or None, since, until
+            records,
+            contract,
+            compliance,
+            output_format,
+            policy or None,
+            since,
+            until,
+            head=head,
+            server_keys=_server_keys(agent_config, []),
         )
-    except (ConfigError, UnitError, EvidenceError, ValueError, OSError) as exc:
+    except (ConfigError, UnitError, EvidenceError, StoreError, ValueError, OSError) as exc:
         raise _bad_input(str(exc)) from None
     if output is None:
         typer.echo(text, nl=False)
@@ -477,22 +529,118 @@ def report(
 def report_verify(
     file: Annotated[Path, typer.Argument(help="An export (JSON lines) or a JSON/HTML report")],
     public_key: Annotated[
-        str | None, typer.Option(help="The probe's Ed25519 public key (base64) to require")
+        list[str] | None,
+        typer.Option(help="A probe public key (base64) to trust, from `netprobe evidence key`"),
+    ] = None,
+    trust_file: Annotated[
+        Path | None, typer.Option(help="File of trusted probe public keys, one a line")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Configuration whose servers[].public_key are pinned")
+    ] = None,
+    server_key: Annotated[
+        list[str] | None, typer.Option(help="NAME=KEY: a server receipt key to trust")
     ] = None,
 ) -> None:
-    """Check the hash chain and signatures; name the first record that fails (exit 1)."""
-    from netprobe.compliance.evidence import EvidenceError
+    """Check the chain, its signed head and the server receipts; exit 1 naming the first
+    failure, 4 when all is intact but no trusted key was given (signer not pinned)."""
+    from netprobe.compliance.evidence import EvidenceError, SignerNotPinned, key_fingerprint
+    from netprobe.compliance.receipts import check_records
     from netprobe.console import error_line
-    from netprobe.report.verify import verify_file
+    from netprobe.errors import ConfigError
+    from netprobe.report.verify import load_trust_file, read_evidence, verify_file
 
     try:
-        count = verify_file(file, public_key)
-    except OSError as exc:
+        trusted = set(public_key or [])
+        if trust_file is not None:
+            trusted |= load_trust_file(trust_file)
+        agent_config = None
+        if config is not None:
+            from netprobe.config import load_config
+
+            agent_config = load_config(config)
+        pinned = _server_keys(agent_config, server_key or [])
+        summary = verify_file(file, trusted)
+        records = read_evidence(file.read_text(encoding="utf-8", errors="replace")).records
+    except (OSError, ConfigError, ValueError) as exc:
         raise _bad_input(str(exc)) from None
+    except SignerNotPinned as exc:
+        error_line(f"{file}: {exc}")
+        raise typer.Exit(EXIT_SIGNER_NOT_PINNED) from None
     except EvidenceError as exc:
         error_line(f"{file}: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
-    typer.echo(f"{file}: {count} records verified: unbroken chain, valid signatures")
+    failed = False
+    for record, direction, check in check_records(records, pinned):
+        if check.status == "none":
+            continue
+        seq = record["evidence"]["seq"]
+        typer.echo(f"seq {seq} {direction}: {check.describe()}")
+        failed = failed or check.failed
+    if failed:
+        error_line(f"{file}: a server receipt contradicts its record")
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(
+        f"{file}: {summary.count} records verified (seq {summary.first_seq}-{summary.last_seq}): "
+        f"unbroken chain, valid signatures, signed head, signer pinned "
+        f"(key {key_fingerprint(summary.first_key)})"
+    )
+
+
+def _server_keys(agent_config: AgentConfig | None, given: list[str]) -> dict[str, str]:
+    """Pinned server receipt keys (key -> name): the config's servers, then NAME=KEY options."""
+    pinned = {
+        server.public_key: server.name or server.url
+        for server in (agent_config.servers if agent_config else [])
+        if server.public_key
+    }
+    for item in given:
+        name, sep, key = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--server-key must be NAME=KEY, not {item!r}")
+        pinned[key] = name
+    return pinned
+
+
+evidence_app = typer.Typer(no_args_is_help=True, help="The probe's signing key.")
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.command("key")
+def evidence_key(config: StoreConfigOption = None, store: StorePathOption = None) -> None:
+    """Print the probe's public key and fingerprint: what a reader pins to trust its reports."""
+    from netprobe.errors import StoreError
+
+    opened = _open_store(config, store)
+    try:
+        key = opened.signing_key()
+    except StoreError as exc:
+        raise _bad_input(str(exc)) from None
+    finally:
+        opened.close()
+    typer.echo(f"fingerprint {key.fingerprint}")
+    typer.echo(f"public key  {key.public_key_b64}")
+
+
+@evidence_app.command("rotate")
+def evidence_rotate(
+    config: StoreConfigOption = None,
+    store: StorePathOption = None,
+    reason: Annotated[str, typer.Option(help="Why, kept in the chain")] = "scheduled rotation",
+) -> None:
+    """Switch to a new probe key through a chain record signed by the old one."""
+    from netprobe.errors import StoreError
+
+    opened = _open_store(config, store)
+    try:
+        opened.rotate_key(reason)
+        key = opened.signing_key()
+    except StoreError as exc:
+        raise _bad_input(str(exc)) from None
+    finally:
+        opened.close()
+    typer.echo(f"rotated; new fingerprint {key.fingerprint}")
+    typer.echo(f"public key  {key.public_key_b64}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ contract, servers, how to measure) live in this module. An unknown key anywhere 
 
 from __future__ import annotations
 
+import base64
 import socket
 import zoneinfo
 from dataclasses import dataclass, field
@@ -119,14 +120,26 @@ class ServerConfig:
     url: str
     protocol: str = "native"
     name: str = ""
+    # The server's receipt key (base64, from its /.well-known/netprobe-key): receipts signed
+    # by it confirm tests in reports.
+    public_key: str | None = None
 
     def __post_init__(self) -> None:
+        if self.public_key is not None and len(_b64_bytes(self.public_key)) != 32:
+            raise ValueError("public_key: expected a base64 Ed25519 public key (32 bytes)")
         if self.protocol not in BACKENDS:
             raise ValueError(
                 f"protocol: unknown protocol {self.protocol!r} (known: {', '.join(BACKENDS)})"
             )
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url: expected an http:// or https:// URL, got {self.url!r}")
+
+
+def _b64_bytes(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return b""
 
 
 @dataclass

@@ -119,11 +119,15 @@ def _identity(report: Report) -> str:
             for s in report.servers()
         ),
     )
-    keys = "<br>".join(f"<code>{escape(k)}</code>" for k in report.evidence.public_keys)
+    keys = "<br>".join(
+        f"<code>{escape(k)}</code> (fingerprint <code>{escape(f)}</code>)"
+        for k, f in zip(report.evidence.public_keys, report.evidence.fingerprints, strict=True)
+    )
     return (
         "<h2>Probe and servers</h2>"
         f"<p>Probe: <b>{escape(', '.join(report.probe_ids()) or 'unnamed')}</b> · "
-        f"Ed25519 public key: {keys or '<i>none (records are not sealed)</i>'}</p>{servers}"
+        f'Ed25519 public key: <span id="probe-key">'
+        f"{keys or '<i>none (records are not sealed)</i>'}</span></p>{servers}"
     )
 
 
@@ -433,7 +437,8 @@ def _tests_table(report: Report) -> str:
             f"<td>{_direction_cell(record, 'download')}</td>"
             f"<td>{_direction_cell(record, 'upload')}</td>"
             f"<td>{validity}</td><td>{_conditions_cell(record)}</td>"
-            f"<td>{escape(str(server.get('name') or server.get('url') or ''))}</td>"
+            f"<td>{escape(str(server.get('name') or server.get('url') or ''))}"
+            f"{_receipt_cell(report, record)}</td>"
             f"<td><code>{escape(str(evidence.get('hash', ''))[:16])}</code></td></tr>"
         )
     head = "".join(
@@ -455,6 +460,20 @@ def _tests_table(report: Report) -> str:
     )
 
 
+def _receipt_cell(report: Report, record: dict[str, Any]) -> str:
+    """Per direction, whether the server's signed receipt confirms the figure."""
+    lines = []
+    for direction in ("download", "upload"):
+        check = report.receipt(record, direction)
+        if check.status == "none":
+            continue
+        css = "pass" if check.status == "confirmed" else "fail" if check.failed else "muted"
+        lines.append(
+            f'<br><span class="{css} receipt">{direction}: {escape(check.describe())}</span>'
+        )
+    return "".join(lines)
+
+
 def _evidence(report: Report) -> str:
     state = report.evidence
     if state.verified:
@@ -474,7 +493,8 @@ def _evidence(report: Report) -> str:
 
 
 def _records_block(report: Report) -> str:
-    payload = json.dumps(report.records, separators=(",", ":"), ensure_ascii=False)
+    carried = {"export_head": report.export_head, "records": report.records}
+    payload = json.dumps(carried, separators=(",", ":"), ensure_ascii=False)
     # "<" never appears raw, so no record can close the script element early.
     payload = payload.replace("<", "\\u003c")
     return f'<script type="application/json" id="{EVIDENCE_SCRIPT_ID}">{payload}</script>'

@@ -12,7 +12,7 @@ from typing import Any
 from netprobe.compliance.config import ComplianceConfig
 from netprobe.compliance.contract import Contract
 from netprobe.report import csv, html, json
-from netprobe.report.document import Report, build_report, in_period, period_bounds
+from netprobe.report.document import Report, build_report, period_bounds
 
 FORMATS: dict[str, Callable[[Report], str]] = {
     "html": html.render,
@@ -30,8 +30,11 @@ def render_report(
     since: str | None = None,
     until: str | None = None,
     now: datetime | None = None,
+    head: dict[str, Any] | None = None,
+    server_keys: dict[str, str] | None = None,
 ) -> str:
-    """The report on the records started in `[since, until]` (dates are whole local days)."""
+    """The report on the records started in `[since, until]` (dates are whole local days);
+    every record given is embedded with the export's signed `head`."""
     period = period_bounds(since, until, config.zone())
-    report = build_report(in_period(records, period), contract, config, policies, period, now)
+    report = build_report(records, contract, config, policies, period, now, head, server_keys)
     return FORMATS[fmt](report)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from netprobe import __version__
-from netprobe.serve import cloudflare, librespeed, native, ndt7, speedtest
+from netprobe.serve import cloudflare, librespeed, native, ndt7, receipt, speedtest
+from netprobe.serve.receipt import ReceiptBook
 from netprobe.serve.state import PROTOCOL_NAMES, ServerLimits, ServerState
 
 # Each protocol module exposes add_routes(app, state); adding one is a line here.
@@ -22,12 +23,16 @@ PROTOCOLS = {
 }
 
 
-def build_app(limits: ServerLimits | None = None) -> web.Application:
+def build_app(
+    limits: ServerLimits | None = None, receipts: ReceiptBook | None = None
+) -> web.Application:
     state = ServerState(limits=limits or ServerLimits())
     app = web.Application(client_max_size=1 << 20)
     app[PROTOCOL_NAMES] = list(PROTOCOLS)
     for add_routes in PROTOCOLS.values():
         add_routes(app, state)
+    if receipts is not None:
+        receipt.add_routes(app, receipts)
 
     async def landing(request: web.Request) -> web.Response:
         return web.Response(
@@ -41,9 +46,11 @@ def build_app(limits: ServerLimits | None = None) -> web.Application:
     return app
 
 
-async def start_server(host: str, port: int, limits: ServerLimits | None = None) -> web.AppRunner:
+async def start_server(
+    host: str, port: int, limits: ServerLimits | None = None, receipts: ReceiptBook | None = None
+) -> web.AppRunner:
     """Start the server on the running loop; returns the runner (call `cleanup()` to stop)."""
-    runner = web.AppRunner(build_app(limits), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(limits, receipts), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     return runner
@@ -55,6 +62,8 @@ def bound_port(runner: web.AppRunner) -> int:
     return int(addresses[0][1])
 
 
-def serve_forever(host: str, port: int, limits: ServerLimits | None = None) -> None:
+def serve_forever(
+    host: str, port: int, limits: ServerLimits | None = None, receipts: ReceiptBook | None = None
+) -> None:
     """Run the server until interrupted (the `netprobe serve` command)."""
-    web.run_app(build_app(limits), host=host, port=port, access_log=None, print=None)
+    web.run_app(build_app(limits, receipts), host=host, port=port, access_log=None, print=None)

@@ -25,8 +25,10 @@ async def send_payload(
     state: ServerState,
     n_bytes: int,
     headers: Mapping[str, str] | None = None,
+    on_chunk: Callable[[int, float], None] | None = None,
 ) -> web.StreamResponse:
-    """Answer with `n_bytes` of incompressible payload."""
+    """Answer with `n_bytes` of incompressible payload; report each chunk as (total bytes
+    sent, monotonic time)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/octet-stream",
@@ -50,6 +52,8 @@ async def send_payload(
                     await pacer.take(chunk)
                 await response.write(view[offset : offset + chunk])
                 sent += chunk
+                if on_chunk is not None:
+                    on_chunk(sent, time.monotonic())
         await response.write_eof()
     except (TimeoutError, *_GONE):
         _drop(request)  # past the time cap, or the client is gone: end the connection quietly
