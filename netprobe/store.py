@@ -113,17 +113,55 @@ class Store:
         self.pending: list[dict[str, Any]] = []
         self.dropped_records = 0
         self.last_error: str | None = None
+        self.read_only: str | None = None  # why the store could only be opened for reading
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(_SCHEMA)
-            columns = {row[1] for row in self.db.execute("PRAGMA table_info(chain)")}
-            if "public_key" not in columns:
-                self.db.execute("ALTER TABLE chain ADD COLUMN public_key TEXT")
+            self.db = self._open_writable()
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the results store {path}: {_why(exc)}") from None
+            # A read-only or full file system: serve what is stored, keep new results in
+            # memory, and try to write again with every add().
+            self.read_only = _why(exc)
+            self.db = self._open_read_only(exc)
+
+    def _open_writable(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(chain)")}
+            if "public_key" not in columns:
+                db.execute("ALTER TABLE chain ADD COLUMN public_key TEXT")
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _open_read_only(self, first: BaseException) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise StoreError(f"cannot open the results store {self.path}: {_why(first)}")
+        # `immutable` when even the shared-memory file cannot be made (a read-only mount).
+        for mode in ("ro", "ro&immutable=1"):
+            try:
+                db = sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True, timeout=30.0)
+                db.execute("SELECT seq FROM chain LIMIT 1").fetchall()
+                return db
+            except sqlite3.Error:
+                continue
+        raise StoreError(f"cannot open the results store {self.path}: {_why(first)}")
+
+    def _writable(self) -> None:
+        """Switch a store opened read-only back to writing once its file system allows it."""
+        if self.read_only is None:
+            return
+        try:
+            db = self._open_writable()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"cannot write to the results store {self.path}: {_why(exc)}"
+            ) from None
+        self.db.close()
+        self.db, self.read_only = db, None
 
     # -- the probe key ----------------------------------------------------------------------
     @property
@@ -190,6 +228,7 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot write the key file {self.key_path}: {_why(exc)}") from None
         try:
+            self._writable()
             sealed = self._insert_all([*self.pending, record])[-1]
         except StoreError:
             self._rotation_path.unlink()
@@ -267,6 +306,7 @@ class Store:
         """
         batch = [*self.pending, record_body(record)]
         try:
+            self._writable()
             sealed = self._insert_all(batch)
         except StoreError as exc:
             self.last_error = str(exc)
@@ -279,6 +319,7 @@ class Store:
 
     def begin(self, placeholder: dict[str, Any]) -> None:
         """Mark a test as running; `placeholder` is the record to store if it never finishes."""
+        self._writable()
         try:
             self.db.execute(
                 "INSERT OR REPLACE INTO running (id, record) VALUES (?, ?)",
@@ -306,6 +347,7 @@ class Store:
         recovered = []
         for row in rows:
             try:
+                self._writable()
                 recovered.extend(self._insert_all([json.loads(row[0])]))
             except StoreError as exc:
                 self.last_error = str(exc)

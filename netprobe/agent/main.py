@@ -216,7 +216,7 @@ class Agent:
         self.store = Store(
             Path(config.store.path), Path(config.store.key_file) if config.store.key_file else None
         )
-        for record in self.store.recover_interrupted():
+        for record in self.store.recover_interrupted(self.count_store_error):
             log.warning("recorded test %s as aborted: the agent stopped during it", record["id"])
             self.observe(record)
         self.cycle().refresh_data_used()
@@ -245,6 +245,10 @@ class Agent:
                 await runner.cleanup()
             self.store.close()
             log.info("stopped; store closed")
+
+    def count_store_error(self, exc: StoreError) -> None:
+        self.status.store_errors += 1
+        log.error("%s", exc)
 
     async def start_exporter(self) -> web.AppRunner:
         self.registry.register(SourcesCollector(lambda: self.sources))
