@@ -1,47 +1,134 @@
-"""The `netprobe` command line: parses options, calls one function, renders the outcome.
+"""The `netprobe` command line: each command parses its options, calls one function, renders.
 
-Exit codes: 0 success; 1 the measurement failed (one line on stderr says why); 2 bad input
-(options, URL, configuration); 3 the line measured below the plan (`--plan`, `--min-share`);
-4 `report verify` found the evidence intact but its signer not pinned.
+Exit codes: 0 success; 1 the measurement or the evidence failed (one line on stderr says why);
+2 bad input (options, URL, configuration, a file to read); 3 the line measured below the plan
+(`--plan`, `--min-share`); 4 `report verify` found the evidence intact but its signer not
+pinned (no trusted key given). Errors become exit codes in one place, `_exit_code`, for every
+command: a person sees one line, never a traceback or a raw errno.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperOption
 
 from netprobe import __version__
 
 if TYPE_CHECKING:
-    from netprobe.config import AgentConfig
-    from netprobe.drives.config import DriveConfig
-    from netprobe.serve.receipt import ReceiptBook
-    from netprobe.store import Store
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Measure a broadband line and cloud drives against what was promised.",
-)
+    from netprobe.results import LineResult
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BELOW_PLAN = 3
-EXIT_SIGNER_NOT_PINNED = 4  # `report verify`: intact, but no trusted key says who signed it
+EXIT_SIGNER_NOT_PINNED = 4
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+_show_type = TyperOption.display_type_rich
 
 
-def _bad_input(message: str) -> typer.Exit:
-    from netprobe.console import error_line
-
-    error_line(message)
-    return typer.Exit(EXIT_BAD_INPUT)
+def _no_flag_type(self: TyperOption, ctx: Any) -> str | None:
+    # Typer prints "<bool>" beside flags such as --json, as if they took a value; they do not.
+    return None if self.is_flag else _show_type(self, ctx)
 
 
-@app.command()
+TyperOption.display_type_rich = _no_flag_type  # type: ignore[method-assign]
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code for an error a person should see as one line; None for a real bug."""
+    from netprobe.errors import ConfigError, MeasurementError, NetprobeError
+
+    if isinstance(exc, ConfigError | ValueError | OSError):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, MeasurementError | NetprobeError):
+        return EXIT_FAILED
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    """The error as one line: an OSError without its "[Errno 2]" prefix, named by its file."""
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror[0].lower() + exc.strerror[1:]
+        return f"{exc.filename}: {reason}" if exc.filename else reason
+    return str(exc)
+
+
+def _one_line_errors(command: _Command) -> _Command:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            code = _exit_code(exc)
+            if code is None:
+                raise
+            from netprobe.console import error_line
+
+            error_line(_message(exc))
+            raise typer.Exit(code) from None
+
+    return run  # type: ignore[return-value]
+
+
+class _App(typer.Typer):
+    """A Typer whose commands all map their errors to exit codes the same way."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:  # type: ignore[override]
+        register = super().command(*args, **kwargs)
+        return lambda command: register(_one_line_errors(command))
+
+    def callback(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:  # type: ignore[override]
+        register = super().callback(*args, **kwargs)
+        return lambda command: register(_one_line_errors(command))
+
+
+app = _App(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Measure a broadband line and cloud drives against what was promised.",
+    epilog="Examples:  netprobe speed --server http://192.0.2.1:8080 --plan 100M/20M   ·   "
+    "netprobe report --config agent.yml --lang zh_CN -o report.html",
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"netprobe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+    lang: Annotated[
+        str | None,
+        typer.Option(help="Language of the output: en or zh_CN (default: the locale)"),
+    ] = None,
+) -> None:
+    """Measure a broadband line and cloud drives against what was promised."""
+    from netprobe.i18n import use_language
+
+    use_language(lang)
+
+
+@app.command(
+    epilog="Examples:  netprobe speed --server http://192.0.2.1:8080   ·   "
+    "netprobe speed --server http://192.0.2.1:8080 --plan 100Mbps/20Mbps --json"
+)
 def speed(
     server: Annotated[str, typer.Option(help="Server URL, e.g. http://192.0.2.1:8080")],
     direction: Annotated[str, typer.Option(help="down, up or both")] = "both",
@@ -60,7 +147,8 @@ def speed(
         float, typer.Option(min=2, max=600, help="Seconds per direction, at most")
     ] = 30.0,
     plan: Annotated[
-        str | None, typer.Option(help="Contracted DOWN/UP rate, e.g. 1000M/50M")
+        str | None,
+        typer.Option(help="Contracted DOWN/UP rate with units, e.g. 1000M/50M or 100Mbps/20Mbps"),
     ] = None,
     min_share: Annotated[
         float, typer.Option(min=0.01, max=1.0, help="Share of the plan that counts as reached")
@@ -69,33 +157,23 @@ def speed(
 ) -> None:
     """Measure download and upload against a server."""
     from netprobe.console import ProgressSink, error_line, print_summary
-    from netprobe.errors import ConfigError
     from netprobe.measure.engine import EngineOptions
-    from netprobe.measure.http import Endpoint
-    from netprobe.measure.line import backend_for, measure_line
-    from netprobe.units import UnitError, parse_size
+    from netprobe.measure.line import backend_for, directions_named, measure_line
+    from netprobe.units import parse_rate_pair, parse_size
 
-    directions = {"down": ["download"], "up": ["upload"], "both": ["download", "upload"]}
-    if direction not in directions:
-        raise _bad_input(f"--direction must be down, up or both, not {direction!r}")
-    try:
-        if protocol == "native":
-            Endpoint.parse(server)
-        backend = backend_for(protocol, server)
-        budget = parse_size(max_bytes)
-        plan_rates = _parse_plan(plan) if plan else {}
-    except (ValueError, UnitError) as exc:
-        raise _bad_input(str(exc)) from None
+    directions = directions_named(direction)
+    backend = backend_for(protocol, server)
+    plan_rates = parse_rate_pair(plan) if plan else {}
     options = EngineOptions(
-        streams=streams, duration_seconds=duration, max_bytes=budget, time_limit_seconds=time_limit
+        streams=streams,
+        duration_seconds=duration,
+        max_bytes=parse_size(max_bytes),
+        time_limit_seconds=time_limit,
     )
     sink = None if as_json else ProgressSink()
-    try:
-        result = asyncio.run(measure_line(backend, directions[direction], options, sink))  # type: ignore[arg-type]
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
+    result = asyncio.run(measure_line(backend, directions, options, sink))
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(json.dumps(_with_plan(result, plan_rates, min_share)))
     else:
         print_summary(result, plan_rates)
     errors = dict.fromkeys(d.error for d in result.directions() if not d.ok)
@@ -103,23 +181,39 @@ def speed(
         error_line(str(message))
     if errors:
         raise typer.Exit(EXIT_FAILED)
+    if any(_below_plan(result, plan_rates, min_share).values()):
+        raise typer.Exit(EXIT_BELOW_PLAN)
+
+
+def _below_plan(result: LineResult, plan: dict[str, float], min_share: float) -> dict[str, bool]:
+    """Per measured direction with a plan: True when it stayed under `min_share` of the plan."""
+    return {
+        d.direction: (d.bytes_per_second or 0) < min_share * plan[d.direction]
+        for d in result.directions()
+        if d.ok and plan.get(d.direction)
+    }
+
+
+def _with_plan(result: LineResult, plan: dict[str, float], min_share: float) -> dict[str, Any]:
+    """The result's JSON with the plan, and per direction its share of the plan."""
+    data = result.to_dict()
+    if not plan:
+        return data
+    below = _below_plan(result, plan, min_share)
+    data["plan"] = {
+        "download_bytes_per_second": plan["download"],
+        "upload_bytes_per_second": plan["upload"],
+        "min_share": min_share,
+    }
     for measured in result.directions():
-        contracted = plan_rates.get(measured.direction)
-        if contracted and (measured.bytes_per_second or 0) < min_share * contracted:
-            raise typer.Exit(EXIT_BELOW_PLAN)
+        if measured.ok and measured.bytes_per_second is not None:
+            part = data[measured.direction]
+            part["share_of_plan"] = measured.bytes_per_second / plan[measured.direction]
+            part["below_plan"] = below[measured.direction]
+    return data
 
 
-def _parse_plan(plan: str, option: str = "--plan") -> dict[str, float]:
-    """DOWN/UP rates such as 1000M/50M, as bytes per second by direction."""
-    from netprobe.units import parse_rate
-
-    down, sep, up = plan.partition("/")
-    if not sep or not down or not up:
-        raise ValueError(f"{option} must be DOWN/UP, e.g. 1000M/50M, not {plan!r}")
-    return {"download": parse_rate(down), "upload": parse_rate(up)}
-
-
-@app.command()
+@app.command(epilog="Example:  netprobe serve --port 8080 --rate 100M/20M")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "0.0.0.0",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8080,
@@ -140,46 +234,29 @@ def serve(
     """Run the reference test server."""
     from netprobe.serve.app import serve_forever
     from netprobe.serve.state import ServerLimits
-    from netprobe.units import UnitError, parse_size
+    from netprobe.units import parse_rate_pair, parse_size
 
-    try:
-        request_bytes = parse_size(max_request_bytes)
-        rates = _parse_plan(rate, "--rate") if rate else {}
-    except (ValueError, UnitError) as exc:
-        raise _bad_input(str(exc)) from None
-    receipts = _receipt_book(key, name) if key is not None else None
+    rates = parse_rate_pair(rate, "--rate") if rate else {}
+    limits = ServerLimits(
+        max_bytes_per_request=parse_size(max_request_bytes),
+        max_request_seconds=max_request_seconds,
+        max_tests=max_tests,
+        download_rate_bytes_per_second=rates.get("download"),
+        upload_rate_bytes_per_second=rates.get("upload"),
+    )
+    receipts = None
+    if key is not None:
+        from netprobe.compliance.evidence import ProbeKey
+        from netprobe.serve.receipt import ReceiptBook
+
+        signer = ProbeKey.load(key) if key.exists() else ProbeKey.create(key)
+        receipts = ReceiptBook(signer, name)
+        typer.echo(f"signing receipts with key {signer.fingerprint}", err=True)
     typer.echo(f"netprobe server {__version__} listening on http://{host}:{port}/", err=True)
-    serve_forever(
-        host,
-        port,
-        ServerLimits(
-            max_bytes_per_request=request_bytes,
-            max_request_seconds=max_request_seconds,
-            max_tests=max_tests,
-            download_rate_bytes_per_second=rates.get("download"),
-            upload_rate_bytes_per_second=rates.get("upload"),
-        ),
-        receipts,
-    )
+    serve_forever(host, port, limits, receipts)
 
 
-def _receipt_book(key_path: Path, name: str) -> ReceiptBook:
-    from netprobe.compliance.evidence import KeyFileError, ProbeKey
-    from netprobe.serve.receipt import ReceiptBook
-
-    try:
-        key = ProbeKey.load(key_path) if key_path.exists() else ProbeKey.create(key_path)
-    except KeyFileError as exc:
-        raise _bad_input(str(exc)) from None
-    except OSError as exc:
-        raise _bad_input(f"cannot write the key file {key_path}: {exc.strerror}") from None
-    typer.echo(
-        f"signing receipts with key {key.fingerprint} (public key {key.public_key_b64})", err=True
-    )
-    return ReceiptBook(key, name)
-
-
-@app.command()
+@app.command(epilog="Examples:  netprobe latency 192.0.2.1   ·   netprobe latency host --tcp 443")
 def latency(
     host: Annotated[str, typer.Argument(help="Host name or address")],
     icmp: Annotated[bool, typer.Option("--icmp", help="ICMP echo (the default)")] = False,
@@ -196,51 +273,23 @@ def latency(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Round-trip time, jitter and loss to a host; optionally the first hops of the path."""
-    import dataclasses
-
-    from netprobe.console import error_line
-    from netprobe.errors import MeasurementError
-    from netprobe.measure.latency import RawSocketDenied, ping, traceroute
+    from netprobe.errors import ConfigError, MeasurementError
+    from netprobe.measure.latency import latency_report
 
     if icmp and tcp is not None:
-        raise _bad_input("--icmp and --tcp exclude each other")
-    method = "tcp_syn" if tcp is not None else "icmp"
-    port = tcp if tcp is not None else fallback_port
+        raise ConfigError("--icmp and --tcp exclude each other")
     try:
-        result = asyncio.run(ping(host, method=method, port=port, count=count))  # type: ignore[arg-type]
+        report = asyncio.run(latency_report(host, tcp, fallback_port, count, hops))
     except MeasurementError as exc:
-        error_line(f"{host}: {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
-    report = result.to_dict()
-    if hops:
-        try:
-            report["path"] = [dataclasses.asdict(h) for h in traceroute(host, hops)]
-        except RawSocketDenied:
-            report["path_error"] = "traceroute needs CAP_NET_RAW (run as root)"
+        raise MeasurementError(f"{host}: {exc}") from None
     if as_json:
         typer.echo(json.dumps(report))
     else:
-        _print_latency(report)
-    if not result.rtts_seconds:
+        from netprobe.console import print_latency
+
+        print_latency(report)
+    if not report["received"]:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _print_latency(report: dict[str, object]) -> None:
-    def ms(value: object) -> str:
-        return "-" if value is None else f"{float(value) * 1000:.2f} ms"  # type: ignore[arg-type]
-
-    port = f" port {report['port']}" if report["port"] else ""
-    typer.echo(
-        f"{report['host']} {report['method']}{port}: {report['received']}/{report['sent']} answered, "
-        f"loss {float(report['loss_ratio']):.0%}, min {ms(report['min_seconds'])}, "  # type: ignore[arg-type]
-        f"median {ms(report['median_seconds'])}, jitter {ms(report['jitter_seconds'])}"
-    )
-    if report["note"]:
-        typer.echo(f"note: {report['note']}")
-    for hop in report.get("path", []):  # type: ignore[attr-defined]
-        typer.echo(f"{hop['ttl']:>3}  {hop['address'] or '*':<40} {ms(hop['rtt_seconds'])}")
-    if report.get("path_error"):
-        typer.echo(f"path: {report['path_error']}")
 
 
 @app.command()
@@ -249,13 +298,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
-config_app = typer.Typer(no_args_is_help=True, help="Check agent configuration files.")
+config_app = _App(no_args_is_help=True, help="Check agent configuration files.")
 app.add_typer(config_app, name="config")
-results_app = typer.Typer(no_args_is_help=True, help="Read the agent's results store.")
+results_app = _App(no_args_is_help=True, help="Read the agent's results store; import others.")
 app.add_typer(results_app, name="results")
 
 
-@app.command()
+@app.command(epilog="Example:  netprobe agent --config /etc/netprobe/agent.yml")
 def agent(
     config: Annotated[Path, typer.Option("--config", help="Agent configuration (YAML)")],
     listen: Annotated[
@@ -266,37 +315,21 @@ def agent(
     import logging
 
     from netprobe.agent.main import run_agent
-    from netprobe.errors import ConfigError, StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        asyncio.run(run_agent(config, listen))
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
-    except (StoreError, OSError) as exc:
-        from netprobe.console import error_line
-
-        error_line(str(exc))
-        raise typer.Exit(EXIT_FAILED) from None
+    asyncio.run(run_agent(config, listen))
 
 
-@config_app.command("check")
+@config_app.command("check", epilog="Example:  netprobe config check agent.yml")
 def config_check(file: Annotated[Path, typer.Argument(help="Configuration file to check")]) -> None:
     """Exit 0 when FILE is a valid agent configuration, 2 with the reason when not."""
-    from netprobe.config import load_config
-    from netprobe.errors import ConfigError
-    from netprobe.exporter import load_web_config
+    from netprobe.config import check_config_file
 
-    try:
-        loaded = load_config(file)
-        if loaded.exporter.web_config:
-            load_web_config(Path(loaded.exporter.web_config))
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
+    check_config_file(file)
     typer.echo(f"{file}: ok")
 
 
-@config_app.command("render")
+@config_app.command("render", epilog="Example:  netprobe config render fleet.yml --var SITE=berlin")
 def config_render(
     template: Annotated[Path, typer.Argument(help="Fleet template with ${NAME} placeholders")],
     var: Annotated[
@@ -307,13 +340,9 @@ def config_render(
     ] = None,
 ) -> None:
     """Render a fleet configuration template for one probe; exit 2 if a value is missing."""
-    from netprobe.errors import ConfigError
     from netprobe.fleet import parse_assignments, render_checked_config
 
-    try:
-        rendered = render_checked_config(template, parse_assignments(var or []), output)
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
+    rendered = render_checked_config(template, parse_assignments(var or []), output)
     if output is None:
         typer.echo(rendered, nl=False)
 
@@ -325,34 +354,9 @@ def config_probe_id(
     ),
 ) -> None:
     """Print this probe's stable id, making it on first use."""
-    from netprobe.errors import ConfigError
     from netprobe.fleet import load_or_create_probe_id
 
-    try:
-        typer.echo(load_or_create_probe_id(state_dir))
-    except ConfigError as exc:
-        raise _bad_input(str(exc)) from None
-
-
-def _open_store(config: Path | None, store: Path | None) -> Store:
-    from netprobe.config import load_config
-    from netprobe.errors import ConfigError, StoreError
-    from netprobe.store import Store
-
-    try:
-        if store is None and config is None:
-            raise ConfigError("give --config FILE or --store PATH")
-        key_path = None
-        if store is not None:
-            path = store
-        else:
-            section = load_config(config).store  # type: ignore[arg-type]
-            path, key_path = Path(section.path), section.key_file and Path(section.key_file)
-        if not path.exists():
-            raise ConfigError(f"no results store at {path}")
-        return Store(path, key_path or None)
-    except (ConfigError, StoreError) as exc:
-        raise _bad_input(str(exc)) from None
+    typer.echo(load_or_create_probe_id(state_dir))
 
 
 StoreConfigOption = Annotated[
@@ -365,7 +369,7 @@ KindOption = Annotated[str | None, typer.Option("--kind", help="Only this kind: 
 SinceOption = Annotated[str | None, typer.Option("--since", help="ISO 8601 start, e.g. 2026-11-01")]
 
 
-@results_app.command("list")
+@results_app.command("list", epilog="Example:  netprobe results list --config agent.yml --limit 20")
 def results_list(
     config: StoreConfigOption = None,
     store: StorePathOption = None,
@@ -373,16 +377,17 @@ def results_list(
     since: SinceOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest N results")] = 50,
 ) -> None:
-    """One line per stored result, oldest first."""
-    from netprobe.store import summary_line
+    """One line per stored result, oldest first, in the probe's local time."""
+    from netprobe.console import results_table
+    from netprobe.store import open_named_store
 
-    opened = _open_store(config, store)
-    for record in opened.records(kind=kind, since=since)[-limit:]:
-        typer.echo(summary_line(record))
+    opened, zone = open_named_store(config, store)
+    records = opened.records(kind=kind, since=since)[-limit:]
     opened.close()
+    typer.echo(results_table(records, zone))
 
 
-@results_app.command("export")
+@results_app.command("export", epilog="Example:  netprobe results export --store r.db --format csv")
 def results_export(
     config: StoreConfigOption = None,
     store: StorePathOption = None,
@@ -394,49 +399,58 @@ def results_export(
     """Write stored results to stdout: full sealed records (jsonl) or one row per direction (csv)."""
     import sys
 
-    from netprobe.errors import StoreError
+    from netprobe.errors import ConfigError
     from netprobe.report.verify import export_lines
-    from netprobe.store import write_csv
+    from netprobe.store import open_named_store, write_csv
 
     if output_format not in ("jsonl", "csv"):
-        raise _bad_input(f"--format must be jsonl or csv, not {output_format!r}")
+        raise ConfigError(f"--format must be jsonl or csv, not {output_format!r}")
     if output_format == "jsonl" and kind is not None:
-        raise _bad_input("--kind is for csv: a sealed export is an unbroken piece of the chain")
-    opened = _open_store(config, store)
+        raise ConfigError("--kind is for csv: a sealed export is an unbroken piece of the chain")
+    opened, _zone = open_named_store(config, store)
     try:
         records = opened.records(kind=kind, since=since, until=until)
         if output_format == "jsonl":
             sys.stdout.write(export_lines(records, opened.sign_head(records)))
         else:
             write_csv(records, sys.stdout)
-    except StoreError as exc:
-        raise _bad_input(str(exc)) from None
     finally:
         opened.close()
 
 
-report_app = typer.Typer(help="Compliance reports, and checking their evidence.")
+report_app = _App(help="Compliance reports, and checking their evidence.")
 app.add_typer(report_app, name="report")
 
 
-@report_app.callback(invoke_without_command=True)
+def _policy_help() -> str:
+    from netprobe.compliance.config import POLICY_NAMES
+
+    return "Policy to judge by, repeatable (default: the config's): " + ", ".join(POLICY_NAMES)
+
+
+@report_app.callback(
+    invoke_without_command=True,
+    epilog="Examples:  netprobe report --config agent.yml -o report.html   ·   "
+    "netprobe report --input export.jsonl --plan 100M/40M --policy cn-miit --lang zh_CN",
+)
 def report(
     ctx: typer.Context,
-    policy: Annotated[
-        list[str] | None, typer.Option(help="Policy to judge by (repeatable; default: config's)")
-    ] = None,
+    policy: Annotated[list[str] | None, typer.Option(help=_policy_help())] = None,
     since: Annotated[
         str | None, typer.Option("--from", help="First day (local) or ISO time")
     ] = None,
     until: Annotated[str | None, typer.Option("--to", help="Last day (local, inclusive)")] = None,
     input_file: Annotated[
-        Path | None, typer.Option("--input", help="`results export` JSON lines (else the store)")
+        Path | None,
+        typer.Option("--input", help="`results export` JSON lines (else the store)"),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Agent configuration: contract, policies, store")
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="html, json or csv")] = "html",
-    output: Annotated[Path | None, typer.Option(help="File to write (default: stdout)")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
+    ] = None,
     plan: Annotated[
         str | None, typer.Option(help="Contracted DOWN/UP rate, e.g. 100M/40M (without --config)")
     ] = None,
@@ -449,83 +463,29 @@ def report(
     """Judge stored results by a regulator's rule; write an HTML, JSON or CSV report."""
     if ctx.invoked_subcommand is not None:
         return
-    import dataclasses
+    from netprobe.report.render import ReportRequest, make_report
 
-    from netprobe.compliance.config import POLICY_NAMES, ComplianceConfig
-    from netprobe.compliance.contract import Contract
-    from netprobe.compliance.evidence import EvidenceError
-    from netprobe.errors import ConfigError, StoreError
-    from netprobe.report.document import period_bounds
-    from netprobe.report.render import FORMATS, render_report
-    from netprobe.report.verify import read_evidence
-    from netprobe.units import UnitError
-
-    if output_format not in FORMATS:
-        raise _bad_input(f"--format must be html, json or csv, not {output_format!r}")
-    for name in policy or []:
-        if name not in POLICY_NAMES:
-            raise _bad_input(f"--policy {name!r} is unknown (known: {', '.join(POLICY_NAMES)})")
-    try:
-        agent_config = None
-        if config is not None:
-            from netprobe.config import load_config
-
-            agent_config = load_config(config)
-        compliance = agent_config.compliance if agent_config else ComplianceConfig()
-        if timezone is not None:
-            compliance = dataclasses.replace(compliance, timezone=timezone)
-        compliance = compliance.located(agent_config.probe.timezone if agent_config else None)
-        if plan is not None:
-            rates = {
-                k: _parse_plan(v) if v else {}
-                for k, v in (("plan", plan), ("normal", normal), ("minimum", minimum))
-            }
-            contract = Contract.from_rates(
-                download=rates["plan"]["download"],
-                upload=rates["plan"]["upload"],
-                download_normal=rates["normal"].get("download"),
-                upload_normal=rates["normal"].get("upload"),
-                download_minimum=rates["minimum"].get("download"),
-                upload_minimum=rates["minimum"].get("upload"),
-            )
-        elif agent_config is not None:
-            contract = Contract.from_config(agent_config.contract)
-        else:
-            raise ConfigError("give --config FILE or --plan DOWN/UP: the report needs the contract")
-        if input_file is not None:
-            carried = read_evidence(input_file.read_text(encoding="utf-8"))
-            records, head = carried.records, carried.head
-        else:
-            start, end = period_bounds(since, until, compliance.zone())
-            store = _open_store(config, None)
-            try:
-                records = store.records(
-                    since=start.isoformat() if start else None,
-                    until=end.isoformat() if end else None,
-                )
-                head = store.sign_head(records) if records else None
-            finally:
-                store.close()
-        text = render_report(
-            records,
-            contract,
-            compliance,
-            output_format,
-            policy or None,
-            since,
-            until,
-            head=head,
-            server_keys=_server_keys(agent_config, []),
+    text = make_report(
+        ReportRequest(
+            config_path=config,
+            input_path=input_file,
+            policies=policy or None,
+            since=since,
+            until=until,
+            output_format=output_format,
+            plan=plan,
+            normal=normal,
+            minimum=minimum,
+            timezone=timezone,
         )
-    except (ConfigError, UnitError, EvidenceError, StoreError, ValueError, OSError) as exc:
-        raise _bad_input(str(exc)) from None
+    )
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
 
 
-@report_app.command("verify")
+@report_app.command("verify", epilog="Example:  netprobe report verify report.html")
 def report_verify(
     file: Annotated[Path, typer.Argument(help="An export (JSON lines) or a JSON/HTML report")],
     public_key: Annotated[
@@ -547,39 +507,33 @@ def report_verify(
     from netprobe.compliance.evidence import EvidenceError, SignerNotPinned, key_fingerprint
     from netprobe.compliance.receipts import check_records
     from netprobe.console import error_line
-    from netprobe.errors import ConfigError
+    from netprobe.report.render import pinned_server_keys
     from netprobe.report.verify import load_trust_file, read_evidence, verify_file
 
-    try:
-        trusted = set(public_key or [])
-        if trust_file is not None:
-            trusted |= load_trust_file(trust_file)
-        agent_config = None
-        if config is not None:
-            from netprobe.config import load_config
+    trusted = set(public_key or [])
+    if trust_file is not None:
+        trusted |= load_trust_file(trust_file)
+    servers = []
+    if config is not None:
+        from netprobe.config import load_config
 
-            agent_config = load_config(config)
-        pinned = _server_keys(agent_config, server_key or [])
+        servers = load_config(config, measuring=False).servers
+    pinned = pinned_server_keys(servers, server_key or [])
+    try:
         summary = verify_file(file, trusted)
-        records = read_evidence(file.read_text(encoding="utf-8", errors="replace")).records
-    except (OSError, ConfigError, ValueError) as exc:
-        raise _bad_input(str(exc)) from None
     except SignerNotPinned as exc:
         error_line(f"{file}: {exc}")
         raise typer.Exit(EXIT_SIGNER_NOT_PINNED) from None
     except EvidenceError as exc:
-        error_line(f"{file}: {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
-    failed = False
+        raise EvidenceError(f"{file}: {exc}") from None
+    records = read_evidence(file.read_bytes().decode("utf-8", errors="replace")).records
+    contradicted = False
     for record, direction, check in check_records(records, pinned):
-        if check.status == "none":
-            continue
-        seq = record["evidence"]["seq"]
-        typer.echo(f"seq {seq} {direction}: {check.describe()}")
-        failed = failed or check.failed
-    if failed:
-        error_line(f"{file}: a server receipt contradicts its record")
-        raise typer.Exit(EXIT_FAILED)
+        if check.status != "none":
+            typer.echo(f"seq {record['evidence']['seq']} {direction}: {check.describe()}")
+            contradicted = contradicted or check.failed
+    if contradicted:
+        raise EvidenceError(f"{file}: a server receipt contradicts its record")
     typer.echo(
         f"{file}: {summary.count} records verified (seq {summary.first_seq}-{summary.last_seq}): "
         f"unbroken chain, valid signatures, signed head, signer pinned "
@@ -587,35 +541,18 @@ def report_verify(
     )
 
 
-def _server_keys(agent_config: AgentConfig | None, given: list[str]) -> dict[str, str]:
-    """Pinned server receipt keys (key -> name): the config's servers, then NAME=KEY options."""
-    pinned = {
-        server.public_key: server.name or server.url
-        for server in (agent_config.servers if agent_config else [])
-        if server.public_key
-    }
-    for item in given:
-        name, sep, key = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--server-key must be NAME=KEY, not {item!r}")
-        pinned[key] = name
-    return pinned
-
-
-evidence_app = typer.Typer(no_args_is_help=True, help="The probe's signing key.")
+evidence_app = _App(no_args_is_help=True, help="The probe's signing key.")
 app.add_typer(evidence_app, name="evidence")
 
 
 @evidence_app.command("key")
 def evidence_key(config: StoreConfigOption = None, store: StorePathOption = None) -> None:
     """Print the probe's public key and fingerprint: what a reader pins to trust its reports."""
-    from netprobe.errors import StoreError
+    from netprobe.store import open_named_store
 
-    opened = _open_store(config, store)
+    opened, _zone = open_named_store(config, store)
     try:
         key = opened.signing_key()
-    except StoreError as exc:
-        raise _bad_input(str(exc)) from None
     finally:
         opened.close()
     typer.echo(f"fingerprint {key.fingerprint}")
@@ -629,21 +566,22 @@ def evidence_rotate(
     reason: Annotated[str, typer.Option(help="Why, kept in the chain")] = "scheduled rotation",
 ) -> None:
     """Switch to a new probe key through a chain record signed by the old one."""
-    from netprobe.errors import StoreError
+    from netprobe.store import open_named_store
 
-    opened = _open_store(config, store)
+    opened, _zone = open_named_store(config, store)
     try:
         opened.rotate_key(reason)
         key = opened.signing_key()
-    except StoreError as exc:
-        raise _bad_input(str(exc)) from None
     finally:
         opened.close()
     typer.echo(f"rotated; new fingerprint {key.fingerprint}")
     typer.echo(f"public key  {key.public_key_b64}")
 
 
-@app.command()
+@app.command(
+    epilog="Examples:  netprobe drive --config agent.yml   ·   "
+    "netprobe drive --url https://example.net/file.bin --kind http"
+)
 def drive(
     name: Annotated[
         str | None, typer.Argument(help="A drive from the config (default: all)")
@@ -681,41 +619,35 @@ def drive(
     ] = False,
 ) -> None:
     """Measure cloud drives: the configured ones, or one file given by --url."""
+    from netprobe.config import drives_named
     from netprobe.console import error_line
+    from netprobe.drives.config import Credentials, ad_hoc, ad_hoc_with
     from netprobe.drives.result import describe
     from netprobe.drives.run import probe_drives
-    from netprobe.errors import ConfigError
     from netprobe.results import new_id
+    from netprobe.secrets import Secret
+    from netprobe.units import parse_size
 
-    try:
-        if url is not None:
-            drives = [
-                _ad_hoc_drive(
-                    url,
-                    kind,
-                    user,
-                    password_env,
-                    token_env,
-                    access_key_id,
-                    secret_key_env,
-                    header or [],
-                    connections,
-                    duration,
-                    upload,
-                )
-            ]
-        elif config is not None:
-            from netprobe.config import load_config
-
-            drives = [d for d in load_config(config).drives if name in (None, d.name)]
-            if not drives:
-                raise ConfigError(
-                    f"no drive named {name!r}" if name else "no drives configured", file=str(config)
-                )
-        else:
-            raise ConfigError("give --url URL --kind KIND, or --config FILE [NAME]")
-    except (ConfigError, ValueError) as exc:
-        raise _bad_input(str(exc)) from None
+    if url is None:
+        drives = drives_named(config, name)
+    else:
+        credentials = Credentials(
+            username=user,
+            password=Secret(env=password_env) if password_env else None,
+            token=Secret(env=token_env) if token_env else None,
+            access_key_id=access_key_id,
+            secret_access_key=Secret(env=secret_key_env) if secret_key_env else None,
+        )
+        drives = [
+            ad_hoc_with(
+                ad_hoc(kind, url),
+                credentials=credentials,
+                headers=header or [],
+                connections=connections,
+                duration_seconds=duration,
+                upload_bytes=parse_size(upload) if upload is not None else None,
+            )
+        ]
     results = asyncio.run(probe_drives(drives, line=None, run_id=new_id()))
     failed = False
     for result in results:
@@ -730,45 +662,6 @@ def drive(
                 error_line(f"{result.drive} {transfer.direction}: {transfer.error}")
     if failed:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _ad_hoc_drive(
-    url: str,
-    kind: str,
-    user: str | None,
-    password_env: str | None,
-    token_env: str | None,
-    access_key_id: str | None,
-    secret_key_env: str | None,
-    headers: list[str],
-    connections: int,
-    duration: float,
-    upload: str | None,
-) -> DriveConfig:
-    from netprobe.drives.config import ad_hoc
-    from netprobe.secrets import Secret
-    from netprobe.units import parse_size
-
-    drive = ad_hoc(kind, url)
-    credentials = drive.credentials
-    credentials.username = user
-    credentials.password = Secret(env=password_env) if password_env else None
-    credentials.token = Secret(env=token_env) if token_env else None
-    credentials.access_key_id = access_key_id
-    credentials.secret_access_key = Secret(env=secret_key_env) if secret_key_env else None
-    for line in headers:
-        field_name, sep, value = line.partition(":")
-        if not sep or not field_name.strip():
-            raise ValueError(f"--header must be 'Name: value', not {line!r}")
-        drive.headers[field_name.strip()] = value.strip()
-    drive.connections = connections
-    drive.duration = duration
-    drive.burst = min(drive.burst, duration / 2)
-    if upload is not None:
-        drive.upload.enabled = True
-        drive.upload.size = parse_size(upload)
-    drive.__post_init__()
-    return drive
 
 
 def main() -> None:

@@ -93,6 +93,8 @@ class ContractConfig:
     upload: Annotated[float, RATE]
     operator: str = ""
     plan: str = ""
+    account: str = ""
+    service_address: str = ""
     minimum: DirectionRates | None = None
     normal: DirectionRates | None = None
     peak_hours: list[str] = field(default_factory=lambda: ["19:00-23:00"])
@@ -196,13 +198,13 @@ class AgentConfig:
     push: PushConfig | None = None
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
 
-    def __post_init__(self) -> None:
-        if not self.servers and self.embedded_server is None:
-            raise ValueError("servers: expected at least one server (or an embedded_server)")
 
+def load_config(path: Path, *, measuring: bool = True) -> AgentConfig:
+    """Read and check a configuration file; relative paths in it are taken from its folder.
 
-def load_config(path: Path) -> AgentConfig:
-    """Read and check a configuration file; relative paths in it are taken from its folder."""
+    `measuring=False` is for reading it only for its contract and store (`netprobe report`):
+    such a file needs no `servers:`.
+    """
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -218,6 +220,10 @@ def load_config(path: Path) -> AgentConfig:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{where}{problem}", file=file) from None
     config = build(AgentConfig, data, file=file)
+    if measuring and not config.servers and config.embedded_server is None:
+        raise ConfigError(
+            "servers: expected at least one server (or an embedded_server)", file=file
+        )
     base = path.resolve().parent
     config.store.path = str(base / config.store.path)
     if config.store.key_file is not None:
@@ -225,3 +231,25 @@ def load_config(path: Path) -> AgentConfig:
     if config.exporter.web_config is not None:
         config.exporter.web_config = str(base / config.exporter.web_config)
     return config
+
+
+def check_config_file(path: Path) -> AgentConfig:
+    """`netprobe config check`: the configuration and the web config it names, or ConfigError."""
+    from netprobe.exporter import load_web_config
+
+    loaded = load_config(path)
+    if loaded.exporter.web_config:
+        load_web_config(Path(loaded.exporter.web_config))
+    return loaded
+
+
+def drives_named(path: Path | None, name: str | None) -> list[DriveConfig]:
+    """The drives of the configuration at `path`: all, or the one called `name`."""
+    if path is None:
+        raise ConfigError("give --url URL --kind KIND, or --config FILE [NAME]")
+    drives = [d for d in load_config(path).drives if name in (None, d.name)]
+    if not drives:
+        raise ConfigError(
+            f"no drive named {name!r}" if name else "no drives configured", file=str(path)
+        )
+    return drives

@@ -73,3 +73,16 @@ class StoreError(NetprobeError):
     """The results store cannot be opened or written."""
 
     reason = "store"
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
+    """One clear line for a failed bind, e.g. the port is taken, instead of a raw errno."""
+    import errno
+
+    reasons = {
+        errno.EADDRINUSE: "the port is already in use (another netprobe or server?)",
+        errno.EACCES: "permission denied (ports below 1024 need root)",
+        errno.EADDRNOTAVAIL: "this machine has no such address",
+    }
+    reason = reasons.get(exc.errno or 0, (exc.strerror or str(exc)).lower())
+    return ConfigError(f"cannot listen on {host}:{port}: {reason}")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-EventKind = Literal["started", "streams", "sample", "warmup_done", "finished", "error"]
+EventKind = Literal["started", "streams", "sample", "warmup_done", "finishing", "finished", "error"]
 
 
 @dataclass(frozen=True)

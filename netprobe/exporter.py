@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from netprobe import __version__
 from netprobe.configschema import build
-from netprobe.errors import ConfigError
+from netprobe.errors import ConfigError, cannot_listen
 
 log = logging.getLogger(__name__)
 
@@ -228,5 +228,9 @@ async def start_exporter(
     """Listen on the running loop; `cleanup()` the runner to stop."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise cannot_listen(host, port, exc) from None
     return runner

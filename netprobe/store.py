@@ -36,7 +36,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -53,9 +53,8 @@ from netprobe.compliance.evidence import (
     sign_head,
 )
 from netprobe.configschema import DURATION
-from netprobe.errors import StoreError
+from netprobe.errors import ConfigError, StoreError
 from netprobe.results import new_id
-from netprobe.units import format_rate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -453,21 +452,6 @@ def _why(exc: BaseException) -> str:
     return str(exc)
 
 
-def summary_line(record: dict[str, Any]) -> str:
-    """One human line for `netprobe results list`."""
-    parts = [record.get("started_at", "")[:19], record.get("kind", "?"), record.get("outcome", "")]
-    for direction in ("download", "upload"):
-        part = record.get(direction)
-        if isinstance(part, dict):
-            rate = part.get("bytes_per_second")
-            figure = format_rate(rate) if rate else str(part.get("reason") or "-")
-            parts.append(f"{direction[:2]} {figure}")
-    if record.get("valid") is False:
-        parts.append(f"invalid: {record.get('invalid_reason')}")
-    parts.append(str(record.get("id", ""))[:8])
-    return "  ".join(str(p) for p in parts)
-
-
 CSV_COLUMNS = (
     "seq",
     "id",
@@ -516,3 +500,24 @@ def write_csv(records: Iterable[dict[str, Any]], out: TextIO) -> None:
         parts = [record[d] for d in ("download", "upload") if isinstance(record.get(d), dict)]
         for part in parts or [{}]:
             writer.writerow({**base, **{k: part.get(k) for k in CSV_COLUMNS if k in part}})
+
+
+def open_named_store(config: Path | None, store: Path | None) -> tuple[Store, tzinfo]:
+    """The store named by `--store PATH` or by the configuration's `store.path`, and the zone
+    its times are shown in (the probe's `timezone`, else this machine's)."""
+    from netprobe.config import load_config
+
+    zone: tzinfo | None = None
+    key_path: Path | None = None
+    if store is not None:
+        path = store
+    elif config is not None:
+        loaded = load_config(config)
+        path, zone = Path(loaded.store.path), loaded.probe.zone()
+        key_path = Path(loaded.store.key_file) if loaded.store.key_file else None
+    else:
+        raise ConfigError("give --config FILE or --store PATH")
+    if not path.exists():
+        raise ConfigError(f"no results store at {path}")
+    local = datetime.now().astimezone().tzinfo
+    return Store(path, key_path), zone or local or UTC

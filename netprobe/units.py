@@ -42,17 +42,34 @@ def parse_size(text: str | int | float) -> int:
 
 
 def parse_rate(text: str | int | float) -> float:
-    """Bytes per second in a rate such as "200Mbit", "100M" (bits), "12.5MB/s" (bytes)."""
+    """Bytes per second in a rate such as "200Mbit", "100Mbps", "100M" (bits), "12.5MB/s" (bytes).
+
+    A string without a unit or prefix ("20") is refused; a plain number is bytes per second.
+    """
     if isinstance(text, int | float):
         return float(_non_negative(text, text))
     match = _RATE_RE.match(text.strip().replace(" ", ""))
     if not match:
         raise UnitError(f"not a rate: {text!r} (expected e.g. 200Mbit, 100M, 12.5MB/s)")
     unit = match["unit"] or ""
+    if not unit and not match["prefix"]:
+        # "20" could be bit/s, Mbit/s or MB/s: guessing turned a 20 Mbit/s plan into 20 bit/s.
+        raise UnitError(f"a rate needs a unit: {text!r} (write e.g. {text.strip()}M for Mbit/s)")
     # Capital B or "byte" means bytes; "b", "bit" or a bare prefix means bits.
     in_bytes = unit == "B" or unit.lower().startswith("byte")
     value = float(match["num"]) * _multiplier(match["prefix"])
     return _non_negative(value if in_bytes else value / 8, text)
+
+
+def parse_rate_pair(text: str, option: str = "--plan") -> dict[str, float]:
+    """DOWN/UP rates such as "1000M/50M", as bytes per second by direction."""
+    down, sep, up = text.partition("/")
+    if not sep or not down.strip() or not up.strip():
+        raise UnitError(f"{option} must be DOWN/UP, e.g. 1000M/50M, not {text!r}")
+    try:
+        return {"download": parse_rate(down), "upload": parse_rate(up)}
+    except UnitError as exc:
+        raise UnitError(f"{option} {text!r}: {exc}") from None
 
 
 def _non_negative(value: float, text: object) -> float:

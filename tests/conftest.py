@@ -40,7 +40,7 @@ def serving(argv: list[str], port: int) -> Iterator[str]:
 
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port("127.0.0.1", port)
+        wait_for_port("127.0.0.1", port, process=process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.kill()

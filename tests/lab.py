@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from netprobe.units import parse_rate
 
@@ -62,16 +63,58 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout_seconds: float = 10.0) -> None:
+def _listening(pid: int | str, host: str, port: int) -> bool:
+    """True when a TCP socket listens on host:port (or the wildcard) in the network namespace of
+    process `pid` ("self" for this one). Reads /proc, so the server never sees a connection."""
+    wanted = {host, "0.0.0.0", "::"}
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, _remote, state = line.split()[1:4]
+            address_hex, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address_hex)
+            # The kernel prints each 32-bit word of the address in host (little-endian) order.
+            address = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            if socket.inet_ntop(family, address) in wanted:
+                return True
+    return False
+
+
+def wait_for_port(
+    host: str,
+    port: int,
+    timeout_seconds: float = 30.0,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until a server listens on host:port, without connecting to it: iperf3 counts any
+    connection as a client and would then turn the real test away as "busy". With `process`,
+    look in that process's network namespace and fail at once if it exits."""
     deadline = time.monotonic() + timeout_seconds
     while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server for {host}:{port} exited with {process.returncode}")
+        if _listening(process.pid if process else "self", host, port):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listened on {host}:{port} within {timeout_seconds} s")
+        time.sleep(0.05)
+
+
+def iperf3_end(output: str) -> dict[str, Any]:
+    """The "end" section of an `iperf3 -J` report; iperf3's own message when it failed."""
+    try:
+        report = json.loads(output)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"iperf3 printed no JSON report: {output.strip()[:200]!r}") from None
+    if "error" in report:
+        raise RuntimeError(f"iperf3: {report['error']}")
+    end: dict[str, Any] = report["end"]
+    return end
 
 
 class Lab:
@@ -187,15 +230,15 @@ class Lab:
         return process
 
     def start_netprobe_server(self, port: int = NETPROBE_PORT) -> str:
-        self.spawn(
+        server = self.spawn(
             sys.executable, "-m", "netprobe", "serve", "--host", self.server_ip, "--port", str(port)
         )
-        wait_for_port(self.server_ip, port)
+        wait_for_port(self.server_ip, port, process=server)
         return self.url(port)
 
     def start_iperf3_server(self, port: int = IPERF3_PORT) -> None:
-        self.spawn("iperf3", "-s", "-B", self.server_ip, "-p", str(port))
-        wait_for_port(self.server_ip, port)
+        server = self.spawn("iperf3", "-s", "-B", self.server_ip, "-p", str(port))
+        wait_for_port(self.server_ip, port, process=server)
 
     def url(self, port: int = NETPROBE_PORT) -> str:
         return f"http://{self.server_ip}:{port}"
@@ -231,8 +274,7 @@ class Lab:
         ]
         if reverse:
             args.append("-R")
-        report = json.loads(run(*args))
-        end = report["end"]
+        end = iperf3_end(run(*args, check=False))
         return {
             "bytes_per_second": end["sum_received"]["bits_per_second"] / 8,
             "bytes": float(end["sum_received"]["bytes"]),

@@ -131,13 +131,20 @@ def test_cross_traffic_holds_the_test_until_it_stops(make_lab, tmp_path: Path) -
     lab.start_netprobe_server()
     lab.start_iperf3_server()
     # 4 Mbit/s (500 kB/s) of someone else's download: far above 25,000 B/s.
+    background_log = tmp_path / "background.log"
     background = subprocess.Popen(
         ["iperf3", "-c", lab.server_ip, "-R", "-t", "120", "-b", "4M"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=background_log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
+
+    def flowing() -> bool:
+        if background.poll() is not None:
+            raise AssertionError(f"the background iperf3 stopped: {background_log.read_text()}")
+        return link_busy(lab)
+
     # The agent must first see the link busy: on a loaded machine iperf3 takes a while to start.
-    wait_for("the background traffic to flow", lambda: link_busy(lab))
+    wait_for("the background traffic to flow", flowing)
     agent = AgentProcess(lab_config(tmp_path, lab))
     try:
         wait_for(
@@ -146,17 +153,18 @@ def test_cross_traffic_holds_the_test_until_it_stops(make_lab, tmp_path: Path) -
         )
         time.sleep(2.0)  # held through more than one re-check
         assert stored(tmp_path / "results.db") == [] and running(tmp_path / "results.db") == []
+        # The traffic cannot stop before this instant; on a busy machine it may stop later.
+        traffic_ended = datetime.now(UTC)
         background.terminate()
         background.wait(timeout=30)
-        traffic_ended = datetime.now(UTC)
         (record,) = wait_for("the held test to run", lambda: stored(tmp_path / "results.db"))
         conditions = record["conditions"]
         assert conditions["hold_reasons"] == ["cross_traffic"]
         assert conditions["held_seconds"] >= 2.0
         assert conditions["cross_traffic_bytes_per_second"] <= 25_000
-        # It ran once the traffic stopped, give or take the half-second sample that saw it quiet.
+        # It ran only once the traffic stopped: the half-second sample before it saw a quiet link.
         started = datetime.fromisoformat(record["started_at"])
-        assert started > traffic_ended - timedelta(seconds=1)
+        assert started > traffic_ended - timedelta(seconds=0.5)
         assert record["valid"] and record["outcome"] == "ok", record["invalid_reason"]
         metrics = agent.metrics()
         assert metrics['netprobe_gate_holds_total{gate="cross_traffic"}'] == 1

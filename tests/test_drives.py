@@ -513,7 +513,7 @@ async def test_drive_ratio_to_the_line_in_the_lab(make_lab, share: Path) -> None
     lab = make_lab(down=line_rate, up="20Mbit")
     server = lab.start_netprobe_server()
     port = 8081
-    lab.spawn(
+    rclone = lab.spawn(
         "rclone",
         "serve",
         "webdav",
@@ -523,7 +523,7 @@ async def test_drive_ratio_to_the_line_in_the_lab(make_lab, share: Path) -> None
         "--bwlimit-file",
         "1M",
     )
-    wait_for_port(lab.server_ip, port)
+    wait_for_port(lab.server_ip, port, process=rclone)
     line = await measure_line(
         NativeBackend(server),
         ["download"],

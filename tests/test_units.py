@@ -36,6 +36,12 @@ def test_nonsense_is_refused_with_an_example(text):
         parse_size(text)
 
 
+@pytest.mark.parametrize("text", ["20", " 100 ", "fast", "10 Mbitx"])
+def test_a_rate_without_a_unit_is_refused(text):
+    with pytest.raises(UnitError, match=r"needs a unit|not a rate"):
+        parse_rate(text)
+
+
 def test_rates_print_in_megabits():
     assert mbit(125e6) == 1000
     assert format_rate(11.8e6) == "94.4 Mbit/s"

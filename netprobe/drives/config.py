@@ -19,6 +19,7 @@ file, and files that other users can read are refused (like ssh does with privat
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -192,3 +193,37 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
         download=DownloadConfig(path=path),
         upload=UploadConfig(path=folder or "/"),
     )
+
+
+def ad_hoc_with(
+    drive: DriveConfig,
+    *,
+    credentials: Credentials,
+    headers: list[str],
+    connections: int,
+    duration_seconds: float,
+    upload_bytes: int | None,
+) -> DriveConfig:
+    """`drive` (from `ad_hoc`) with the command line's credentials, headers and sizes; checked."""
+    parsed: dict[str, str] = {}
+    for line in headers:
+        field_name, sep, value = line.partition(":")
+        if not sep or not field_name.strip():
+            raise ConfigError(f"--header must be 'Name: value', not {line!r}")
+        parsed[field_name.strip()] = value.strip()
+    upload = drive.upload
+    if upload_bytes is not None:
+        upload = dataclasses.replace(upload, enabled=True, size=upload_bytes)
+    try:
+        # replace() runs __post_init__ again, so the combination is checked like a config file.
+        return dataclasses.replace(
+            drive,
+            credentials=credentials,
+            headers=parsed,
+            connections=connections,
+            duration=duration_seconds,
+            burst=min(drive.burst, duration_seconds / 2),
+            upload=upload,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

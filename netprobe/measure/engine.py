@@ -302,6 +302,9 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
             break
 
     assert warmup_end is not None
+    # Stopping can take seconds (an upload's queued bytes drain, the server sends its count):
+    # say so, so a progress line does not look frozen.
+    run.emit("finishing", t_seconds=now, detail=_FINISH_TIMEOUT_SECONDS)
     receiver = await _finish(run)
     series = receiver or run.series
     window_bytes, window_seconds, warmup_bytes = rmbt_window(series, warmup_end)

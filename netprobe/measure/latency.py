@@ -285,3 +285,19 @@ async def sample_while(
         except TimeoutError:
             continue
     return rtts
+
+
+async def latency_report(
+    host: str, tcp_port: int | None, fallback_port: int, count: int, hops: int
+) -> dict[str, Any]:
+    """`netprobe latency`: the ping (ICMP, or TCP SYN to `tcp_port`) and optionally the path."""
+    method: PingMethod = "tcp_syn" if tcp_port is not None else "icmp"
+    port = tcp_port if tcp_port is not None else fallback_port
+    result = await ping(host, method=method, port=port, count=count)
+    report = result.to_dict()
+    if hops:
+        try:
+            report["path"] = [asdict(h) for h in traceroute(host, hops)]
+        except RawSocketDenied:
+            report["path_error"] = "traceroute needs CAP_NET_RAW (run as root)"
+    return report

@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from netprobe.errors import MeasurementError
+from netprobe.errors import ConfigError, MeasurementError
 from netprobe.events import Sink
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.latency import sample_while
@@ -45,11 +45,26 @@ BACKENDS: dict[str, str] = {
 IDLE_PINGS = 5
 
 
+DIRECTION_CHOICES: dict[str, list[Direction]] = {
+    "down": ["download"],
+    "up": ["upload"],
+    "both": ["download", "upload"],
+}
+
+
+def directions_named(choice: str) -> list[Direction]:
+    """The directions meant by `--direction down|up|both`."""
+    try:
+        return DIRECTION_CHOICES[choice]
+    except KeyError:
+        raise ConfigError(f"--direction must be down, up or both, not {choice!r}") from None
+
+
 def backend_for(protocol: str, url: str) -> Backend:
     try:
         module, _, name = BACKENDS[protocol].partition(":")
     except KeyError:
-        raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(BACKENDS)})") from None
+        raise ConfigError(f"unknown protocol {protocol!r} (known: {', '.join(BACKENDS)})") from None
     factory: Callable[[str], Backend] = getattr(importlib.import_module(module), name)
     return factory(url)
 

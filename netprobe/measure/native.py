@@ -9,7 +9,7 @@ from typing import Any
 from netprobe.errors import MeasurementError, ProtocolError
 from netprobe.events import Sink
 from netprobe.measure.engine import ByteCounter, EngineOptions, measure_direction
-from netprobe.measure.http import Connection, exchange
+from netprobe.measure.http import Connection, Endpoint, exchange
 from netprobe.measure.requestloop import download_loop, refused, upload_loop
 from netprobe.results import Direction, DirectionResult, Server, StreamSeries, new_id
 
@@ -23,6 +23,7 @@ class NativeBackend:
     protocol = "native"
 
     def __init__(self, url: str, timeout_seconds: float = 5.0) -> None:
+        Endpoint.parse(url)  # a URL that is not http(s) is bad input, refused before any test
         self.url = url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.max_request_bytes = 1_000_000_000

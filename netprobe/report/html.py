@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from html import escape
 from typing import Any
 
 from netprobe.compliance.config import PeakWindow
 from netprobe.compliance.series import parse_utc
 from netprobe.compliance.verdict import Criterion, Verdict
+from netprobe.i18n import _, current_language, html_lang, ngettext
 from netprobe.report.document import Report
 from netprobe.report.verify import EVIDENCE_SCRIPT_ID
 from netprobe.results import DIRECTIONS, Direction
@@ -61,32 +62,53 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'
 
 
 def render(report: Report) -> str:
-    """The whole report as one HTML document."""
-    since, until = report.period
-    period = f"{_local(report, since) if since else 'first test'} – {_local(report, until) if until else 'last test'}"
+    """The whole report as one HTML document, in the language in use."""
+    since, until = report.shown_period()
+    period = _("{start} to {end}").format(
+        start=_local(report, since) if since else "—", end=_local(report, until) if until else "—"
+    )
+    probe = ", ".join(report.probe_ids()) or _("probe")
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="{html_lang()}"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<link rel="icon" href="data:,">',
-        f"<title>netprobe compliance report — {escape(', '.join(report.probe_ids()) or 'probe')}</title>",
+        f"<title>{escape(_('netprobe compliance report'))} — {escape(probe)}</title>",
         f"<style>{STYLE}</style></head><body>",
-        "<h1>Broadband line compliance report</h1>",
-        f'<p class="muted">Period {escape(period)} · local time {escape(report.zone.key)} · '
-        f"generated {escape(_local(report, report.generated_at))} · "
-        f"policies {escape(', '.join(report.policies))}</p>",
+        f'<h1 id="title">{escape(_("Broadband line compliance report"))}</h1>',
+        '<p class="muted" id="period">'
+        + escape(
+            _("Period {period} · time zone {zone} · as of {as_of} · generated {generated}").format(
+                period=period,
+                zone=report.zone.key,
+                as_of=_local(report, report.as_of),
+                generated=_local(report, report.generated_at),
+            )
+        )
+        + "</p>",
+        _subscriber(report),
         _identity(report),
         _contract(report),
-        "<h2>Verdicts</h2>",
+        _warnings(report),
+        f'<h2 id="verdicts">{escape(_("Verdicts"))}</h2>',
         *(_verdict(report, v) for v in report.verdicts),
+        _accounts(report),
         _campaign(report),
-        "<h2>Speed over time</h2>",
-        '<p class="muted">Filled dots: valid tests; open grey dots: invalid tests (not counted); '
-        "red crosses: failed tests (no rate). Lines: the contracted rates.</p>",
+        f'<h2 id="over-time">{escape(_("Speed over time"))}</h2>',
+        _muted(
+            _(
+                "Filled dots: valid tests; open grey dots: invalid tests (not counted); "
+                "red crosses: failed tests (no rate). Lines: the contracted rates."
+            )
+        ),
         *(_time_plot(report, d) for d in DIRECTIONS if _has(report, d)),
-        "<h2>Distribution by hour of day</h2>",
-        '<p class="muted">Median of valid tests per local hour, bars from the slowest to the '
-        "fastest test; shaded hours are the policies' peak windows; n = tests.</p>",
+        f'<h2 id="by-hour">{escape(_("Distribution by hour of day"))}</h2>',
+        _muted(
+            _(
+                "Median of valid tests per local hour, bars from the slowest to the fastest "
+                "test; shaded hours are the policies' peak windows; n = tests."
+            )
+        ),
         *(_hour_plot(report, d) for d in DIRECTIONS if _has(report, d)),
         _tests_table(report),
         _evidence(report),
@@ -98,7 +120,84 @@ def render(report: Report) -> str:
 
 
 def _local(report: Report, moment: datetime) -> str:
-    return moment.astimezone(report.zone).strftime("%Y-%m-%d %H:%M %Z")
+    """A local time as people of the language write it (Chinese: 2026年3月2日 10:00)."""
+    local = moment.astimezone(report.zone)
+    if current_language() == "zh_CN":
+        return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M} {local:%Z}"
+    return local.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _subscriber(report: Report) -> str:
+    subscriber = report.subscriber
+    rows = [
+        [escape(label), escape(value)]
+        for label, value in (
+            (_("operator"), subscriber.operator),
+            (_("plan"), subscriber.plan),
+            (_("account or contract number"), subscriber.account),
+            (_("service address"), subscriber.service_address),
+        )
+        if value
+    ]
+    if not rows:
+        return ""
+    return f'<h2 id="subscriber">{escape(_("Line and contract"))}</h2>' + _table(
+        (_("field"), _("value")), rows
+    )
+
+
+def _warnings(report: Report) -> str:
+    if not report.warnings:
+        return ""
+    items = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)
+    return (
+        f'<h2 id="warnings">{escape(_("What the contract lacks"))}</h2>'
+        f'<ul class="warnings">{items}</ul>'
+    )
+
+
+def _accounts(report: Report) -> str:
+    started = {str(r.get("id")): r["started_at"] for r in report.line_records()}
+    imported = set(report.imported_ids())
+    parts = [f'<h2 id="accounts">{escape(_("Which tests each policy counted"))}</h2>']
+    for account in report.accounts:
+        rows = [
+            [
+                f'<a href="#test-{escape(ident)}">{escape(_local(report, parse_utc(started[ident])))}</a>'
+                + (
+                    f' <span class="muted">({escape(_("imported"))})</span>'
+                    if ident in imported
+                    else ""
+                ),
+                escape(why),
+            ]
+            for ident, why in sorted(account.not_counted.items(), key=lambda kv: started[kv[0]])
+        ]
+        summary = ngettext(
+            "{policy}: {counted} test counted, {other} not counted",
+            "{policy}: {counted} tests counted, {other} not counted",
+            len(account.counted),
+        ).format(policy=account.policy, counted=len(account.counted), other=len(rows))
+        note = f" ({escape(account.note)})" if account.note else ""
+        table = _table((_("test"), _("why it was not counted")), rows) if rows else ""
+        parts.append(
+            f'<div class="account" data-policy="{escape(account.policy)}"><p><b>'
+            f"{escape(summary)}</b>{note}</p>{table}</div>"
+        )
+    if imported:
+        parts.append(
+            _muted(
+                _(
+                    "{count} tests were imported from other tools (not measured by this "
+                    "probe); they are marked in the tests table."
+                ).format(count=len(imported))
+            )
+        )
+    return "".join(parts)
+
+
+def _muted(text: str) -> str:
+    return f'<p class="muted">{escape(text)}</p>'
 
 
 def _has(report: Report, direction: Direction) -> bool:
@@ -113,21 +212,22 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[str]], css: str = "") 
 
 def _identity(report: Report) -> str:
     servers = _table(
-        ("server", "URL", "protocol", "version"),
+        (_("server"), _("URL"), _("protocol"), _("version")),
         (
             [escape(s["name"]), escape(s["url"]), escape(s["protocol"]), escape(s["version"])]
             for s in report.servers()
         ),
     )
     keys = "<br>".join(
-        f"<code>{escape(k)}</code> (fingerprint <code>{escape(f)}</code>)"
+        f"<code>{escape(k)}</code> ({escape(_('fingerprint'))} <code>{escape(f)}</code>)"
         for k, f in zip(report.evidence.public_keys, report.evidence.fingerprints, strict=True)
     )
+    unsealed = f"<i>{escape(_('none (records are not sealed)'))}</i>"
+    probe = escape(", ".join(report.probe_ids()) or _("unnamed"))
     return (
-        "<h2>Probe and servers</h2>"
-        f"<p>Probe: <b>{escape(', '.join(report.probe_ids()) or 'unnamed')}</b> · "
-        f'Ed25519 public key: <span id="probe-key">'
-        f"{keys or '<i>none (records are not sealed)</i>'}</span></p>{servers}"
+        f'<h2 id="probe">{escape(_("Probe and servers"))}</h2>'
+        f"<p>{escape(_('Probe:'))} <b>{probe}</b> · "
+        f"{escape(_('Ed25519 public key:'))} {keys or unsealed}</p>{servers}"
     )
 
 
@@ -137,7 +237,7 @@ def _contract(report: Report) -> str:
         promised = report.contract.direction(direction)
         rows.append(
             [
-                direction,
+                escape(_(direction)),
                 *(
                     escape(format_rate(rate))
                     if rate is not None
@@ -146,8 +246,9 @@ def _contract(report: Report) -> str:
                 ),
             ]
         )
-    return "<h2>Contract</h2>" + _table(
-        ("direction", "theoretical (advertised)", "normally available", "minimum"), rows
+    return f'<h2 id="contract">{escape(_("Contract"))}</h2>' + _table(
+        (_("direction"), _("theoretical (advertised)"), _("normally available"), _("minimum")),
+        rows,
     )
 
 
@@ -156,37 +257,51 @@ def _percent(value: float | None) -> str:
 
 
 def _figure(value: float, unit: str) -> str:
-    return _percent(value) if unit == "share" else f"{value:g} {unit}"
+    return _percent(value) if unit == "share" else f"{value:g} {_(unit)}"
 
 
 def _criterion(c: Criterion) -> str:
-    mark, css = {True: ("✔ met", "pass"), False: ("✘ not met", "fail"), None: ("… open", "open")}[
-        c.passed
-    ]
+    mark, css = {
+        True: ("✔ " + _("met"), "pass"),
+        False: ("✘ " + _("not met"), "fail"),
+        None: ("… " + _("open"), "open"),
+    }[c.passed]
     value = ""
     if c.value is not None and c.required is not None:
-        value = f" — measured {_figure(c.value, c.unit)}, required {_figure(c.required, c.unit)}"
-    note = f' <span class="muted">({escape(c.note)})</span>' if c.note else ""
+        value = " — " + _("measured {value}, required {required}").format(
+            value=_figure(c.value, c.unit), required=_figure(c.required, c.unit)
+        )
+    note = f' <span class="muted">({escape(_(c.note))})</span>' if c.note else ""
     button = ""
     if c.deciding:
         ids = escape(" ".join(c.deciding))
-        button = f' <button data-tests="{ids}">show the {len(c.deciding)} deciding tests</button>'
+        label = _("show the {count} deciding tests").format(count=len(c.deciding))
+        button = f' <button data-tests="{ids}">{escape(label)}</button>'
     return (
-        f'<li><span class="{css}">{mark}</span> {escape(c.description)}{value}{note}{button}</li>'
+        f'<li><span class="{css}">{escape(mark)}</span> {escape(_(c.description))}'
+        f"{escape(value)}{note}{button}</li>"
     )
 
 
 def _verdict(report: Report, v: Verdict) -> str:
     failures = ", ".join(f"{escape(k)} × {n}" for k, n in sorted(v.failures.items()))
     invalid = ", ".join(f"{escape(k)} × {n}" for k, n in sorted(v.invalid.items()))
+    counts = _(
+        "{valid} valid tests counted; {failed} failed{failures}; {invalid} invalid, not counted{why}."
+    ).format(
+        valid=v.valid_tests,
+        failed=v.failed_tests,
+        failures=f" ({failures})" if failures else "",
+        invalid=v.invalid_tests,
+        why=f" ({invalid})" if invalid else "",
+    )
+    headline = _("headline share {share}").format(share=_percent(v.share))
     return (
         f'<div class="verdict" data-policy="{escape(v.policy)}" data-direction="{v.direction}">'
-        f'<b>{escape(v.policy)}</b> · {v.direction} · <span class="badge {v.status}">{v.status}</span>'
-        f" · headline share {_percent(v.share)}"
+        f"<b>{escape(v.policy)}</b> · {escape(_(v.direction))} · "
+        f'<span class="badge {v.status}">{escape(_(v.status))}</span> · {escape(headline)}'
         f"<ul>{''.join(_criterion(c) for c in v.criteria)}</ul>"
-        f'<p class="muted">{v.valid_tests} valid tests counted; {v.failed_tests} failed'
-        f"{f' ({failures})' if failures else ''}; {v.invalid_tests} invalid, not counted"
-        f"{f' ({invalid})' if invalid else ''}.</p></div>"
+        f'<p class="muted">{counts}</p></div>'
     )
 
 
@@ -194,20 +309,41 @@ def _campaign(report: Report) -> str:
     plan = report.campaign
     if plan is None:
         return ""
-    days = ", ".join(f"{d.day.isoformat()}: {len(d.measurements)}" for d in plan.days) or "none yet"
+    days = ", ".join(f"{_day(d.day)}: {len(d.measurements)}" for d in plan.days) or _("none yet")
     state = (
-        "complete"
+        _("complete")
         if plan.complete
-        else f"next conforming measurement from {_local(report, plan.next_slot)}"
+        else _("next conforming measurement from {time}").format(
+            time=_local(report, plan.next_slot)
+        )
         if plan.next_slot
         else ""
     )
-    deadline = f"; all days by {plan.deadline.isoformat()}" if plan.deadline else ""
-    return (
-        "<h2>BNetzA measurement campaign</h2>"
-        f'<p id="campaign">{plan.done} of {plan.required} measurements ({days}); {escape(state)}'
-        f"{deadline}; {plan.completed_campaigns} complete campaign(s) in the period.</p>"
+    deadline = (
+        "; " + _("all days by {day}").format(day=_day(plan.deadline)) if plan.deadline else ""
     )
+    text = _(
+        "As of {as_of}: {done} of {required} measurements ({days}); {state}{deadline}; "
+        "{complete} complete campaign(s) in the period."
+    ).format(
+        as_of=_local(report, report.as_of),
+        done=plan.done,
+        required=plan.required,
+        days=days,
+        state=state,
+        deadline=deadline,
+        complete=plan.completed_campaigns,
+    )
+    return (
+        f'<h2 id="campaign-head">{escape(_("BNetzA measurement campaign"))}</h2>'
+        f'<p id="campaign">{escape(text)}</p>'
+    )
+
+
+def _day(day: date) -> str:
+    if current_language() == "zh_CN":
+        return f"{day.year}年{day.month}月{day.day}日"
+    return day.isoformat()
 
 
 def _nice_step(span: float) -> float:
@@ -252,7 +388,7 @@ def _contract_lines(
         out.append(
             f'<line class="contract" data-kind="{kind}" x1="{x0}" x2="{x1}" y1="{y:.1f}" '
             f'y2="{y:.1f}" stroke="#555" stroke-dasharray="{CONTRACT_STYLE[kind]}"/>'
-            f'<text x="{x1 + 4}" y="{y + 4:.1f}">{kind} {mbit(rate):g} Mbit/s</text>'
+            f'<text x="{x1 + 4}" y="{y + 4:.1f}">{escape(_(kind))} {mbit(rate):g} Mbit/s</text>'
         )
     return out
 
@@ -278,7 +414,8 @@ def _time_plot(report: Report, direction: Direction) -> str:
         f'<svg class="plot time-plot" data-direction="{direction}" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{direction} speed over time">',
-        f'<text x="{left}" y="14" font-weight="600">{direction} (Mbit/s) over local time</text>',
+        f'<text x="{left}" y="14" font-weight="600">'
+        f"{escape(_('{direction} (Mbit/s) over local time').format(direction=_(direction)))}</text>",
         *_y_axis(ceiling, left, x1, y_of),
     ]
     for k in range(6):
@@ -293,17 +430,22 @@ def _time_plot(report: Report, direction: Direction) -> str:
         ident = escape(str(record.get("id", "")))
         when = _local(report, parse_utc(record["started_at"]))
         if rate is None:
-            reason = escape(str((record.get(direction) or {}).get("reason") or "failed"))
+            reason = str((record.get(direction) or {}).get("reason") or _("failed"))
+            title = escape(_("{time}: failed ({reason})").format(time=when, reason=reason))
             mark = (
                 f'<path class="pt failed" d="M{x - 4:.1f},{y1 - 8} l8,8 m0,-8 l-8,8" '
-                f'stroke="#c0392b" stroke-width="2"><title>{when}: failed ({reason})</title></path>'
+                f'stroke="#c0392b" stroke-width="2"><title>{title}</title></path>'
             )
         elif not record.get("valid", True):
-            reason = escape(str(record.get("invalid_reason") or "invalid"))
+            reason = str(record.get("invalid_reason") or _("invalid"))
+            title = escape(
+                _("{time}: {rate:.1f} Mbit/s, invalid ({reason})").format(
+                    time=when, rate=mbit(rate), reason=reason
+                )
+            )
             mark = (
                 f'<circle class="pt invalid" cx="{x:.1f}" cy="{y_of(mbit(rate)):.1f}" r="3.5" '
-                f'fill="none" stroke="#999"><title>{when}: {mbit(rate):.1f} Mbit/s, invalid '
-                f"({reason})</title></circle>"
+                f'fill="none" stroke="#999"><title>{title}</title></circle>'
             )
         else:
             mark = (
@@ -347,14 +489,15 @@ def _hour_plot(report: Report, direction: Direction) -> str:
         f'<svg class="plot hour-plot" data-direction="{direction}" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{direction} speed by hour of day">',
-        f'<text x="{left}" y="14" font-weight="600">{direction} (Mbit/s) by local hour</text>',
+        f'<text x="{left}" y="14" font-weight="600">'
+        f"{escape(_('{direction} (Mbit/s) by local hour').format(direction=_(direction)))}</text>",
     ]
     for window in _peak_windows(report):
         parts.append(
             f'<rect class="peak" x="{left + window.start_hour * slot:.1f}" y="{top}" '
             f'width="{(window.end_hour - window.start_hour) * slot:.1f}" height="{y1 - top}" '
-            f'fill="#f6e7c8" opacity="0.6"><title>peak {window.start_hour:02d}–'
-            f"{window.end_hour:02d} h ({window.days})</title></rect>"
+            f'fill="#f6e7c8" opacity="0.6"><title>{escape(_("peak"))} {window.start_hour:02d}–'
+            f"{window.end_hour:02d} h ({escape(_(window.days))})</title></rect>"
         )
     parts += _y_axis(ceiling, left, x1, y_of)
     parts += _contract_lines(report, direction, left, x1, y_of)
@@ -369,8 +512,13 @@ def _hour_plot(report: Report, direction: Direction) -> str:
         parts.append(
             f'<rect class="bar" x="{x + slot * 0.2:.1f}" y="{y_of(median):.1f}" '
             f'width="{slot * 0.6:.1f}" height="{y1 - y_of(median):.1f}" '
-            f'fill="{COLOURS[direction]}" opacity="0.75"><title>{hour:02d} h: median '
-            f"{median:.1f} Mbit/s over {len(rates)} tests</title></rect>"
+            f'fill="{COLOURS[direction]}" opacity="0.75"><title>'
+            + escape(
+                _("{hour:02d} h: median {rate:.1f} Mbit/s over {count} tests").format(
+                    hour=hour, rate=median, count=len(rates)
+                )
+            )
+            + "</title></rect>"
             f'<line x1="{x + slot / 2:.1f}" x2="{x + slot / 2:.1f}" y1="{y_of(min(rates)):.1f}" '
             f'y2="{y_of(max(rates)):.1f}" stroke="#333"/>'
             f'<text x="{x + slot / 2:.1f}" y="{y1 + 28}" text-anchor="middle" '
@@ -385,17 +533,23 @@ def _direction_cell(record: dict[str, Any], direction: Direction) -> str:
     if not isinstance(result, dict):
         return '<span class="muted">—</span>'
     if not result.get("ok"):
-        return f'<span class="fail">failed: {escape(str(result.get("reason") or "unknown"))}</span>'
+        failed = _("failed: {reason}").format(reason=result.get("reason") or _("unknown"))
+        return f'<span class="fail">{escape(failed)}</span>'
     method = result.get("method") or {}
     rate = float(result["bytes_per_second"])
-    return (
-        f'<b>{mbit(rate):.1f}</b> Mbit/s<br><span class="muted">{result.get("streams", 0)} '
-        f"streams, {float(result.get('window_seconds') or 0):.1f} s window, "
-        f"{escape(format_size(float(result.get('bytes') or 0)))}; "
-        f"{escape(str(method.get('protocol', '')))}, {escape(str(method.get('aggregate', '')))}, "
-        f"warm-up {escape(str(method.get('warmup_rule', '')))}, "
-        f"window {escape(str(method.get('window_rule', '')))}</span>"
+    details = _(
+        "{streams} streams, {window:.1f} s window, {size}; {protocol}, {aggregate}, "
+        "warm-up {warmup}, window {rule}"
+    ).format(
+        streams=result.get("streams", 0),
+        window=float(result.get("window_seconds") or 0),
+        size=format_size(float(result.get("bytes") or 0)),
+        protocol=method.get("protocol", ""),
+        aggregate=method.get("aggregate", ""),
+        warmup=method.get("warmup_rule", ""),
+        rule=method.get("window_rule", ""),
     )
+    return f'<b>{mbit(rate):.1f}</b> Mbit/s<br><span class="muted">{escape(details)}</span>'
 
 
 def _conditions_cell(record: dict[str, Any]) -> str:
@@ -404,18 +558,28 @@ def _conditions_cell(record: dict[str, Any]) -> str:
     if c.get("link_type"):
         parts.append(escape(str(c["link_type"])))
     if c.get("link_speed_bytes_per_second"):
-        parts.append(f"link {escape(format_rate(float(c['link_speed_bytes_per_second'])))}")
+        link = format_rate(float(c["link_speed_bytes_per_second"]))
+        parts.append(escape(_("link {rate}").format(rate=link)))
     if c.get("cross_traffic_bytes_per_second") is not None:
-        parts.append(
-            f"cross-traffic {escape(format_rate(float(c['cross_traffic_bytes_per_second'])))}"
-        )
+        cross = format_rate(float(c["cross_traffic_bytes_per_second"]))
+        parts.append(escape(_("cross-traffic {rate}").format(rate=cross)))
     if c.get("cpu_percent") is not None:
         parts.append(f"CPU {float(c['cpu_percent']):.0f} %")
     if record.get("idle_latency_seconds") is not None:
-        parts.append(f"idle RTT {float(record['idle_latency_seconds']) * 1000:.1f} ms")
+        rtt_ms = float(record["idle_latency_seconds"]) * 1000
+        parts.append(escape(_("idle RTT {ms:.1f} ms").format(ms=rtt_ms)))
     if c.get("held_seconds"):
-        parts.append(f"held {float(c['held_seconds']):.0f} s")
+        parts.append(escape(_("held {seconds:.0f} s").format(seconds=float(c["held_seconds"]))))
     return ", ".join(parts) or '<span class="muted">—</span>'
+
+
+def _server_cell(record: dict[str, Any]) -> str:
+    source = record.get("source")
+    if isinstance(source, dict):
+        imported = _("imported from {tool}").format(tool=source.get("tool", "?"))
+        return f'<span class="muted">{escape(imported)}</span> {escape(str(source.get("server") or ""))}'
+    server = record.get("server") or {}
+    return escape(str(server.get("name") or server.get("url") or ""))
 
 
 def _tests_table(report: Report) -> str:
@@ -423,11 +587,11 @@ def _tests_table(report: Report) -> str:
     for record in report.line_records():
         started = parse_utc(record["started_at"])
         evidence = record.get("evidence") or {}
-        server = record.get("server") or {}
+        invalid = _("invalid: {reason}").format(reason=record.get("invalid_reason") or "")
         validity = (
-            "valid"
+            escape(_("valid"))
             if record.get("valid", True)
-            else f'<span class="fail">invalid: {escape(str(record.get("invalid_reason") or ""))}</span>'
+            else f'<span class="fail">{escape(invalid)}</span>'
         )
         rows.append(
             f'<tr id="test-{escape(str(record.get("id", "")))}">'
@@ -437,25 +601,25 @@ def _tests_table(report: Report) -> str:
             f"<td>{_direction_cell(record, 'download')}</td>"
             f"<td>{_direction_cell(record, 'upload')}</td>"
             f"<td>{validity}</td><td>{_conditions_cell(record)}</td>"
-            f"<td>{escape(str(server.get('name') or server.get('url') or ''))}"
-            f"{_receipt_cell(report, record)}</td>"
+            f"<td>{_server_cell(record)}{_receipt_cell(report, record)}</td>"
             f"<td><code>{escape(str(evidence.get('hash', ''))[:16])}</code></td></tr>"
         )
     head = "".join(
-        f"<th>{h}</th>"
+        f"<th>{escape(h)}</th>"
         for h in (
-            "seq",
-            "started (local / UTC)",
-            "download",
-            "upload",
-            "validity",
-            "conditions",
-            "server",
-            "evidence hash",
+            _("seq"),
+            _("started (local / UTC)"),
+            _("download"),
+            _("upload"),
+            _("validity"),
+            _("conditions"),
+            _("server"),
+            _("evidence hash"),
         )
     )
+    title = _("Tests ({count})").format(count=len(rows))
     return (
-        f"<h2>Tests ({len(rows)})</h2>"
+        f'<h2 id="tests-head">{escape(title)}</h2>'
         f'<table class="tests" id="tests"><tr>{head}</tr>{"".join(rows)}</table>'
     )
 
@@ -477,18 +641,23 @@ def _receipt_cell(report: Report, record: dict[str, Any]) -> str:
 def _evidence(report: Report) -> str:
     state = report.evidence
     if state.verified:
-        status = (
-            f'<span class="pass">✔ {state.checked} records form an unbroken chain signed by the '
-            "probe's key</span>"
+        text = _("{count} records form an unbroken chain signed by the probe's key").format(
+            count=state.checked
         )
+        status = f'<span class="pass">✔ {escape(text)}</span>'
     else:
-        status = f'<span class="fail">✘ not verified: {escape(state.problem or "")}</span>'
+        text = _("not verified: {problem}").format(problem=state.problem or "")
+        status = f'<span class="fail">✘ {escape(text)}</span>'
+    how = _(
+        "Every record is chained by SHA-256 to the one before it and signed with Ed25519; the "
+        "records are embedded in this file. Check them with {verify}; the verdicts above are "
+        "recomputed from them with {report}."
+    ).format(
+        verify="<code>netprobe report verify THIS_FILE</code>",
+        report="<code>netprobe report --input</code>",
+    )
     return (
-        "<h2>Evidence</h2>"
-        f'<p id="evidence-state">{status}. Every record is chained by SHA-256 to the one before '
-        "it and signed with Ed25519; the records are embedded in this file. Check them with "
-        "<code>netprobe report verify THIS_FILE</code>; the verdicts above are recomputed from "
-        "them with <code>netprobe report --input</code>.</p>"
+        f'<h2 id="evidence">{escape(_("Evidence"))}</h2><p id="evidence-state">{status}. {how}</p>'
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ from netprobe.compliance.evidence import (
     EvidenceError,
     verify_export,
 )
+from netprobe.errors import ConfigError
 
 EVIDENCE_SCRIPT_ID = "netprobe-records"
 _SCRIPT_RE = re.compile(
     rf'<script type="application/json" id="{EVIDENCE_SCRIPT_ID}">(.*?)</script>', re.DOTALL
 )
+# A header row of plain column names: what a CSV export (netprobe's or another tool's) opens with.
+_CSV_HEADER_RE = re.compile(r'^"?[A-Za-z_][\w .()/-]*"?(,"?[A-Za-z_][\w .()/-]*"?)+\r?$')
 _ID_RE = re.compile(r'"id"\s*:\s*"([^"]*)"')
 
 
@@ -47,13 +51,18 @@ def export_lines(records: list[dict[str, Any]], head: dict[str, Any]) -> str:
 def read_evidence(text: str) -> CarriedEvidence:
     """The sealed records and head carried by an export or a report."""
     stripped = text.lstrip()
-    if stripped.startswith("<"):
+    if stripped.startswith("<") and "<html" in stripped[:1000].lower():
         match = _SCRIPT_RE.search(text)
         if match is None:
             raise EvidenceError("this HTML file carries no netprobe records")
         return _report_evidence(match[1])
     if stripped.startswith("{") and '"netprobe_report"' in stripped[:200]:
         return _report_evidence(text)
+    if _CSV_HEADER_RE.match(stripped.split("\n", 1)[0]):
+        raise ConfigError(
+            "this file is CSV, not netprobe's JSON lines: bring it in with "
+            "`netprobe results import FILE`, then report from the store"
+        )
     records: list[dict[str, Any]] = []
     head: dict[str, Any] | None = None
     for number, line in enumerate(text.split("\n"), start=1):
@@ -119,3 +128,22 @@ def verify_file(path: Path, trusted_keys: set[str] | None = None) -> ChainSummar
     if not carried.records:
         raise EvidenceError(f"{path} holds no records")
     return verify_export(carried.records, carried.head, trusted_keys)
+
+
+def records_for_report(text: str) -> CarriedEvidence:
+    """The records of an export or report, each with the `started_at` a report needs."""
+    carried = read_evidence(text)
+    for number, record in enumerate(carried.records, start=1):
+        started = record.get("started_at")
+        if not isinstance(started, str) or not started:
+            raise ConfigError(f"record {number} (id {record.get('id', '?')}) has no started_at")
+        try:
+            has_offset = datetime.fromisoformat(started).tzinfo is not None
+        except ValueError:
+            has_offset = False
+        if not has_offset:
+            raise ConfigError(
+                f"record {number} (id {record.get('id', '?')}): started_at {started!r} is not "
+                "an ISO 8601 time with an offset"
+            ) from None
+    return carried

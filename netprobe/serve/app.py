@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from netprobe import __version__
+from netprobe.errors import cannot_listen
 from netprobe.serve import cloudflare, librespeed, native, ndt7, receipt, speedtest
 from netprobe.serve.receipt import ReceiptBook
 from netprobe.serve.state import PROTOCOL_NAMES, ServerLimits, ServerState
@@ -52,7 +53,11 @@ async def start_server(
     """Start the server on the running loop; returns the runner (call `cleanup()` to stop)."""
     runner = web.AppRunner(build_app(limits, receipts), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise cannot_listen(host, port, exc) from None
     return runner
 
 
@@ -66,4 +71,7 @@ def serve_forever(
     host: str, port: int, limits: ServerLimits | None = None, receipts: ReceiptBook | None = None
 ) -> None:
     """Run the server until interrupted (the `netprobe serve` command)."""
-    web.run_app(build_app(limits, receipts), host=host, port=port, access_log=None, print=None)
+    try:
+        web.run_app(build_app(limits, receipts), host=host, port=port, access_log=None, print=None)
+    except OSError as exc:
+        raise cannot_listen(host, port, exc) from None
