@@ -61,7 +61,7 @@ def add_routes(app: web.Application, state: ServerState) -> None:
             origin = state.origin(test_id)
             arrived = time.monotonic() - origin
             t_seconds, counts = [arrived], [0]
-            tally = tally_for(request, test_id, "upload", stream)
+            tally = tally_for(request, test_id, "upload")
 
             def on_chunk(total: int, now: float) -> None:
                 if tally is not None:

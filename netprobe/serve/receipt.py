@@ -82,7 +82,7 @@ class ReceiptBook:
         self._expire(now)
         tally = self._tallies.get((test_id, direction))
         if tally is None:
-            tally = _Tally(client, datetime.now(UTC), now)
+            tally = _Tally(client, datetime.now(UTC), now, last_monotonic=now)
             tally.timeline.append((0.0, 0))
             self._tallies[(test_id, direction)] = tally
         tally.streams.add(stream)
@@ -149,10 +149,13 @@ def add_routes(app: web.Application, book: ReceiptBook) -> None:
 
 
 def tally_for(
-    request: web.Request, test_id: str, direction: str, stream: int = 0
+    request: web.Request, test_id: str, direction: str
 ) -> Callable[[int, float], None] | None:
     """The native handlers' hook: a per-chunk tally when the server signs receipts."""
     book = request.app.get(RECEIPT_BOOK)
     if book is None:
         return None
-    return book.tally(test_id, direction, request.remote or "", stream)
+    # A stream is a connection: the client's port tells them apart.
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    port = int(peer[1]) if isinstance(peer, tuple) and len(peer) > 1 else 0
+    return book.tally(test_id, direction, request.remote or "", port)
