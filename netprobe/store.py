@@ -118,8 +118,17 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             # A read-only or full file system: serve what is stored, keep new results in
             # memory, and try to write again with every add().
-            self.read_only = _why(exc)
+            self.read_only = self._unwritable(exc)
             self.db = self._open_read_only(exc)
+
+    def _unwritable(self, exc: BaseException) -> str:
+        """Why the store cannot be written, better than SQLite's "unable to open"."""
+        with contextlib.suppress(OSError):
+            if os.statvfs(self.path.parent).f_flag & os.ST_RDONLY:
+                return "it is on a read-only file system"
+            if not os.access(self.path.parent, os.W_OK):
+                return "its directory is not writable by this user"
+        return _why(exc)
 
     def _open_writable(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +166,7 @@ class Store:
             db = self._open_writable()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
-                f"cannot write to the results store {self.path}: {_why(exc)}"
+                f"cannot write to the results store {self.path}: {self._unwritable(exc)}"
             ) from None
         self.db.close()
         self.db, self.read_only = db, None
