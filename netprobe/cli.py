@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperOption
 
 from netprobe import __version__
+from netprobe.i18n import _, ngettext, use_language
 
 if TYPE_CHECKING:
     from netprobe.results import LineResult
@@ -82,11 +83,11 @@ def _one_line_errors(command: _Command) -> _Command:
 class _App(typer.Typer):
     """A Typer whose commands all map their errors to exit codes the same way."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:  # type: ignore[override]
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:
         register = super().command(*args, **kwargs)
         return lambda command: register(_one_line_errors(command))
 
-    def callback(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:  # type: ignore[override]
+    def callback(self, *args: Any, **kwargs: Any) -> Callable[[_Command], _Command]:
         register = super().callback(*args, **kwargs)
         return lambda command: register(_one_line_errors(command))
 
@@ -120,8 +121,6 @@ def main_options(
     ] = None,
 ) -> None:
     """Measure a broadband line and cloud drives against what was promised."""
-    from netprobe.i18n import use_language
-
     use_language(lang)
 
 
@@ -252,8 +251,7 @@ def serve(
         signer = ProbeKey.load(key) if key.exists() else ProbeKey.create(key)
         receipts = ReceiptBook(signer, name)
         typer.echo(f"signing receipts with key {signer.fingerprint}", err=True)
-    typer.echo(f"netprobe server {__version__} listening on http://{host}:{port}/", err=True)
-    serve_forever(host, port, limits, receipts)
+    serve_forever(host, port, limits, receipts, announce=lambda line: typer.echo(line, err=True))
 
 
 @app.command(epilog="Examples:  netprobe latency 192.0.2.1   ·   netprobe latency host --tcp 443")
@@ -326,7 +324,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="Configuration file t
     from netprobe.config import check_config_file
 
     check_config_file(file)
-    typer.echo(f"{file}: ok")
+    typer.echo(_("{file}: ok").format(file=file))
 
 
 @config_app.command("render", epilog="Example:  netprobe config render fleet.yml --var SITE=berlin")
@@ -416,6 +414,49 @@ def results_export(
             write_csv(records, sys.stdout)
     finally:
         opened.close()
+
+
+@results_app.command(
+    "import",
+    epilog="Examples:  netprobe results import speedtest.csv --store results.db   ·   "
+    "netprobe results import tracker.csv --config agent.yml --timezone Europe/Berlin",
+)
+def results_import(
+    file: Annotated[Path, typer.Argument(help="The file another tool wrote")],
+    config: StoreConfigOption = None,
+    store: StorePathOption = None,
+    input_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="speedtest-cli-json, speedtest-cli-csv, ookla-json, speedtest-tracker-csv, "
+            "netprobe-jsonl or netprobe-csv (default: recognised from the file)",
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(help="Zone of times written without a UTC offset, e.g. Europe/Berlin"),
+    ] = None,
+) -> None:
+    """Store measurements made by other tools, marked as imported (docs/import.md)."""
+    from netprobe.results_import import import_records, read_import
+    from netprobe.store import open_named_store
+    from netprobe.units import time_zone
+
+    zone = time_zone(timezone, "--timezone") if timezone else None
+    records = read_import(file.read_text(encoding="utf-8"), input_format, zone, file.name)
+    opened, _zone = open_named_store(config, store, create=True)
+    try:
+        added, known = import_records(opened, records)
+    finally:
+        opened.close()
+    typer.echo(
+        ngettext(
+            "{file}: imported {added} test ({known} already stored)",
+            "{file}: imported {added} tests ({known} already stored)",
+            added,
+        ).format(file=file, added=added, known=known)
+    )
 
 
 report_app = _App(help="Compliance reports, and checking their evidence.")
@@ -535,9 +576,16 @@ def report_verify(
     if contradicted:
         raise EvidenceError(f"{file}: a server receipt contradicts its record")
     typer.echo(
-        f"{file}: {summary.count} records verified (seq {summary.first_seq}-{summary.last_seq}): "
-        f"unbroken chain, valid signatures, signed head, signer pinned "
-        f"(key {key_fingerprint(summary.first_key)})"
+        _(
+            "{file}: {count} records verified (seq {first}-{last}): unbroken chain, valid "
+            "signatures, signed head, signer pinned (key {fingerprint})"
+        ).format(
+            file=file,
+            count=summary.count,
+            first=summary.first_seq,
+            last=summary.last_seq,
+            fingerprint=key_fingerprint(summary.first_key),
+        )
     )
 
 

@@ -511,9 +511,12 @@ def write_csv(records: Iterable[dict[str, Any]], out: TextIO) -> None:
             writer.writerow({**base, **{k: part.get(k) for k in CSV_COLUMNS if k in part}})
 
 
-def open_named_store(config: Path | None, store: Path | None) -> tuple[Store, tzinfo]:
+def open_named_store(
+    config: Path | None, store: Path | None, *, create: bool = False
+) -> tuple[Store, tzinfo]:
     """The store named by `--store PATH` or by the configuration's `store.path`, and the zone
-    its times are shown in (the probe's `timezone`, else this machine's)."""
+    its times are shown in (the probe's `timezone`, else this machine's). Only with `create`
+    is a store that does not exist yet made."""
     from netprobe.config import load_config
 
     zone: tzinfo | None = None
@@ -521,12 +524,12 @@ def open_named_store(config: Path | None, store: Path | None) -> tuple[Store, tz
     if store is not None:
         path = store
     elif config is not None:
-        loaded = load_config(config)
+        loaded = load_config(config, measuring=False)
         path, zone = Path(loaded.store.path), loaded.probe.zone()
         key_path = Path(loaded.store.key_file) if loaded.store.key_file else None
     else:
         raise ConfigError("give --config FILE or --store PATH")
-    if not path.exists():
+    if not path.exists() and not create:
         raise ConfigError(f"no results store at {path}")
     local = datetime.now().astimezone().tzinfo
     return Store(path, key_path), zone or local or UTC

@@ -8,6 +8,8 @@ ones ("MiB") powers of 1024. Everything inside netprobe is bytes and seconds.
 from __future__ import annotations
 
 import re
+import zoneinfo
+from datetime import tzinfo
 
 _PREFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -98,3 +100,13 @@ def format_size(n_bytes: float) -> str:
         if n_bytes >= scale:
             return f"{n_bytes / scale:.1f} {prefix}B"
     return f"{n_bytes:.0f} B"
+
+
+def time_zone(name: str, option: str = "timezone") -> tzinfo:
+    """The IANA time zone called `name` (e.g. "Europe/Berlin"), or UnitError naming `option`."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UnitError(
+            f"{option}: {name!r} is not a known time zone (e.g. Europe/Berlin)"
+        ) from None

@@ -187,3 +187,18 @@ def test_server_urls_are_stored_without_credentials_or_query_values(
     assert b"s3cret" not in text
     records, _ = full_export(tmp_path / "results.db")
     assert "s3cret" not in json.dumps(records)
+
+
+def test_an_export_with_its_head_imports_into_another_store(tmp_path: Path) -> None:
+    store = Store(tmp_path / "results.db")
+    first = add(store, "2026-03-02T10:00")
+    store.close()
+    export = CliRunner().invoke(app, ["results", "export", "--store", str(tmp_path / "results.db")])
+    (tmp_path / "export.jsonl").write_text(export.stdout)
+    result = CliRunner().invoke(
+        app,
+        ["results", "import", str(tmp_path / "export.jsonl"), "--store", str(tmp_path / "b.db")],
+    )
+    assert result.exit_code == 0, result.output
+    records, _ = full_export(tmp_path / "b.db")
+    assert [r["id"] for r in records] == [first["id"]]

@@ -23,6 +23,7 @@ from netprobe.agent.gates import Gates, Link, cross_traffic_during, invalid_reas
 from netprobe.agent.metrics import AgentStatus
 from netprobe.config import AgentConfig, ServerConfig
 from netprobe.errors import StoreError
+from netprobe.i18n import _
 from netprobe.measure.line import backend_for, measure_line
 from netprobe.results import Conditions, DirectionResult, LineResult, Server, new_id
 from netprobe.store import Store
@@ -143,6 +144,7 @@ class Cycle:
         config = self.config
         assert self.gates is not None
         before, start = self.gates.counter(), time.monotonic()
+        log.info(_("line test starting against %s (%s)"), _server_name(target), target.protocol)
         try:
             result = await measure_line(
                 backend_for(target.protocol, target.url),
@@ -155,6 +157,7 @@ class Cycle:
             raise
         seconds = time.monotonic() - start
         after = self.gates.counter()
+        result.server.name = result.server.name or target.name
         result.id, result.run_id = placeholder.id, placeholder.run_id
         result.started_at, result.peak = placeholder.started_at, placeholder.peak
         result.probe_id = placeholder.probe_id
@@ -172,7 +175,10 @@ class Cycle:
             reason = invalid_reason(config.gates, link, contracted, during)
             result.valid, result.invalid_reason = reason is None, reason
         self.store_result(result.to_dict())
-        log.info("%s", describe(result))
+        if result.outcome == "failed":
+            log.warning("%s: %s", _server_name(target), describe(result))
+        else:
+            log.info("%s: %s", _server_name(target), describe(result))
         await self.probe_drives(result)
         return result
 
@@ -187,11 +193,24 @@ class Cycle:
             self.store_result(drive_result.to_dict())
 
 
+def _server_name(target: ServerConfig) -> str:
+    return f"{target.name} ({target.url})" if target.name else target.url
+
+
 def describe(result: LineResult) -> str:
-    """One log line a person can read."""
+    """One log line a person can read, in the language in use; a failure says why."""
     parts = []
     for part in result.directions():
-        figure = format_rate(part.bytes_per_second) if part.bytes_per_second else part.reason
-        parts.append(f"{part.direction} {figure}")
-    verdict = "valid" if result.valid else f"not valid ({result.invalid_reason})"
-    return f"line test {result.outcome}: {', '.join(parts)}; {verdict}"
+        if part.ok and part.bytes_per_second:
+            figure = format_rate(part.bytes_per_second)
+        else:
+            figure = _("failed: {reason}").format(reason=part.error or part.reason)
+        parts.append(f"{_(part.direction)} {figure}")
+    verdict = (
+        _("valid")
+        if result.valid
+        else _("not valid ({reason})").format(reason=result.invalid_reason)
+    )
+    return _("line test {outcome}: {parts}; {verdict}").format(
+        outcome=_(result.outcome), parts=", ".join(parts), verdict=verdict
+    )

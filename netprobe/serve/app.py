@@ -6,6 +6,8 @@ web.run_app(app, host="0.0.0.0", port=8080)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from netprobe import __version__
@@ -68,10 +70,22 @@ def bound_port(runner: web.AppRunner) -> int:
 
 
 def serve_forever(
-    host: str, port: int, limits: ServerLimits | None = None, receipts: ReceiptBook | None = None
+    host: str,
+    port: int,
+    limits: ServerLimits | None = None,
+    receipts: ReceiptBook | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the server until interrupted (the `netprobe serve` command)."""
+    """Run the server until interrupted (the `netprobe serve` command); `announce` gets one
+    line once it listens, so nothing claims it listens on a port it could not take."""
+    line = f"netprobe server {__version__} listening on http://{host}:{port}/"
     try:
-        web.run_app(build_app(limits, receipts), host=host, port=port, access_log=None, print=None)
+        web.run_app(
+            build_app(limits, receipts),
+            host=host,
+            port=port,
+            access_log=None,
+            print=(lambda _aiohttp_text: announce(line)) if announce else None,
+        )
     except OSError as exc:
         raise cannot_listen(host, port, exc) from None
