@@ -209,6 +209,13 @@ class Store:
         self._key = key
         return key
 
+    def key_fingerprint(self) -> str | None:
+        """The fingerprint of the key that signs new results, or None while it is unusable."""
+        try:
+            return self.signing_key().fingerprint
+        except StoreError:
+            return None
+
     def _finish_rotation(self, expected: str | None) -> None:
         """A rotation cut short between its record and the rename: finish or discard it."""
         pending = ProbeKey.load(self._rotation_path)
@@ -255,8 +262,10 @@ class Store:
 
     # -- writing ----------------------------------------------------------------------------
     def _seal_and_insert(self, record: dict[str, Any]) -> dict[str, Any]:
-        key = self.signing_key()
         state = self._chain_state()
+        if self._key is not None and state and state[2] not in (None, self._key.public_key_b64):
+            self._key = None  # rotated by another process (`netprobe evidence rotate`)
+        key = self.signing_key()
         seq, prev_hash = (state[0] + 1, state[1]) if state else (1, GENESIS)
         body = record_body(record)
         sealed = {**body, "evidence": seal_record(body, seq, prev_hash, key)}

@@ -6,7 +6,6 @@ and the results kept in memory are written once the store works again."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import signal
@@ -150,23 +149,34 @@ def test_an_agent_with_a_broken_key_and_a_leftover_mark_stays_up_and_says_so(
 ) -> None:
     store = Store(tmp_path / "results.db")
     store.add(record("2026-03-02T10:00"))
-    store.begin(record("2026-03-02T11:00") | {"outcome": "aborted"})
+    mark = record("2026-03-02T11:00") | {"outcome": "aborted"}
+    store.begin(mark)
+    fingerprint = store.key_fingerprint()
     store.close()
-    (tmp_path / "probe.key").write_bytes(b"")  # what a power cut during the write left
-    agent = AgentProcess(write_config(tmp_path, servers=[{"url": "http://127.0.0.1:9"}]))
+    key = tmp_path / "probe.key"
+    original = key.read_bytes()
+    key.write_bytes(b"")  # what a power cut during the write left
+    config = write_config(tmp_path, servers=[{"url": "http://127.0.0.1:9"}])
+    agent = AgentProcess(config)
     try:
-        errors = wait_for(
-            "the store error in the metrics",
-            lambda: (
-                agent.metrics().get("netprobe_store_errors_total")
-                or agent.metrics().get("netprobe_store_errors")
-            ),
+        # Up and serving; the first scheduled test (a refused server) could not be stored.
+        wait_for(
+            "the unstored result in the metrics",
+            lambda: agent.metrics().get("netprobe_store_unstored_results", 0) >= 1,
         )
-        assert errors >= 1
+        assert agent.metrics()["netprobe_store_errors_total"] >= 2  # the mark, the test
         assert "is empty" in agent.log.read_text()
+        assert not any(k.startswith("netprobe_evidence_key_info") for k in agent.metrics())
     finally:
         assert agent.stop() == 0
-    # The mark is still there for the next start: the interrupted test is not lost.
+    # The key restored from backup: the interrupted test is recorded at the next start.
+    key.write_bytes(original)
+    agent = AgentProcess(config)
+    try:
+        metrics = agent.metrics()
+        assert metrics[f'netprobe_evidence_key_info{{fingerprint="{fingerprint}"}}'] == 1
+    finally:
+        assert agent.stop() == 0
     with contextlib.closing(Store(tmp_path / "results.db")) as reopened:
-        marks = reopened.db.execute("SELECT record FROM running").fetchall()
-        assert [json.loads(m[0])["outcome"] for m in marks] == ["aborted"]
+        assert mark["id"] in [r["id"] for r in reopened.records()]
+        assert verify_chain(reopened.records()).count >= 2

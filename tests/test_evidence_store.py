@@ -202,3 +202,17 @@ def test_an_export_with_its_head_imports_into_another_store(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     records, _ = full_export(tmp_path / "b.db")
     assert [r["id"] for r in records] == [first["id"]]
+
+
+def test_a_rotation_by_another_process_is_followed_by_the_running_writer(tmp_path: Path) -> None:
+    agent = Store(tmp_path / "results.db")
+    add(agent, "2026-03-02T10:00")
+    first_key = agent.signing_key().public_key_b64
+    command = Store(tmp_path / "results.db")  # `netprobe evidence rotate` while the agent runs
+    command.rotate_key()
+    command.close()
+    after = add(agent, "2026-03-02T11:00")
+    assert after["evidence"]["public_key"] != first_key
+    agent.close()
+    records, head = full_export(tmp_path / "results.db")
+    assert verify_export(records, head, {first_key}).count == 3

@@ -216,6 +216,7 @@ class Agent:
         self.store = Store(
             Path(config.store.path), Path(config.store.key_file) if config.store.key_file else None
         )
+        self.status.key_fingerprint = self.store.key_fingerprint() or ""
         for record in self.store.recover_interrupted(self.count_store_error):
             log.warning("recorded test %s as aborted: the agent stopped during it", record["id"])
             self.observe(record)

@@ -163,6 +163,8 @@ class AgentStatus:
     reload_successful: bool = True
     reload_success_timestamp: float = 0.0
     store_errors: int = 0
+    unstored_results: int = 0  # results kept in memory because the store refused them
+    key_fingerprint: str = ""  # the probe key a reader pins (`netprobe evidence key`)
 
 
 class AgentMetrics:
@@ -235,3 +237,16 @@ class AgentMetrics:
         yield CounterMetricFamily(
             "netprobe_store_errors", "Failed writes to the results store.", value=s.store_errors
         )
+        yield GaugeMetricFamily(
+            "netprobe_store_unstored_results",
+            "Results the store refused (full disk, read-only, key problem), kept to write later.",
+            value=s.unstored_results,
+        )
+        if s.key_fingerprint:
+            key = GaugeMetricFamily(
+                "netprobe_evidence_key_info",
+                "Fingerprint of the probe key that signs the results.",
+                labels=["fingerprint"],
+            )
+            key.add_metric([s.key_fingerprint], 1)
+            yield key

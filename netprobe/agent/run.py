@@ -55,9 +55,11 @@ class Cycle:
             sealed = self.store.add(record)
         except StoreError as exc:
             self.status.store_errors += 1
+            self.status.unstored_results = len(self.store.pending)
             log.error("%s", exc)
             self.observe(record)
             return None
+        self.status.unstored_results = 0
         self.observe(sealed)
         self.refresh_data_used()
         return sealed
