@@ -36,6 +36,8 @@ COLUMNS = (
     "server_name",
     "server_url",
     "probe_id",
+    "probe_key_fingerprint",
+    "server_receipt",
     "hash",
 )
 

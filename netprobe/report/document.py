@@ -398,6 +398,7 @@ def direction_rows(report: Report) -> list[dict[str, Any]]:
                     "server_name": server.get("name", ""),
                     "server_url": server.get("url", ""),
                     "probe_id": record.get("probe_id", ""),
+                    "probe_key_fingerprint": key_fingerprint(str(evidence.get("public_key"))),
                     "server_receipt": report.receipt(record, direction).describe(),
                     "hash": evidence.get("hash", ""),
                 }

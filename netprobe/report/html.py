@@ -641,9 +641,9 @@ def _receipt_cell(report: Report, record: dict[str, Any]) -> str:
 def _evidence(report: Report) -> str:
     state = report.evidence
     if state.verified:
-        text = _("{count} records form an unbroken chain signed by the probe's key").format(
-            count=state.checked
-        )
+        text = _(
+            "{count} records form an unbroken chain signed by the probe's key {fingerprint}"
+        ).format(count=state.checked, fingerprint=", ".join(state.fingerprints))
         status = f'<span class="pass">✔ {escape(text)}</span>'
     else:
         text = _("not verified: {problem}").format(problem=state.problem or "")
@@ -653,7 +653,7 @@ def _evidence(report: Report) -> str:
         "records are embedded in this file. Check them with {verify}; the verdicts above are "
         "recomputed from them with {report}."
     ).format(
-        verify="<code>netprobe report verify THIS_FILE</code>",
+        verify="<code>netprobe report verify THIS_FILE --public-key KEY</code>",
         report="<code>netprobe report --input</code>",
     )
     return (
