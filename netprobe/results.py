@@ -9,6 +9,7 @@ never a zero rate.
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,21 @@ def public_url(url: str) -> str:
     netloc = f"{host}:{port}" if port is not None else host
     query = "&".join(f"{name}=*" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_URL_IN_TEXT = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def without_secrets(value: Any) -> Any:
+    """`value` (a record, or any part of one) with every URL in its text made `public_url`:
+    an error message quoting a configured URL carries no password or token either."""
+    if isinstance(value, str):
+        return _URL_IN_TEXT.sub(lambda m: public_url(m.group()), value) if "://" in value else value
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
 
 
 def new_id() -> str:

@@ -54,7 +54,7 @@ from netprobe.compliance.evidence import (
 )
 from netprobe.configschema import DURATION
 from netprobe.errors import ConfigError, StoreError
-from netprobe.results import new_id
+from netprobe.results import new_id, without_secrets
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -318,10 +318,11 @@ class Store:
     def add(self, record: dict[str, Any]) -> dict[str, Any]:
         """Seal `record` (needs "id"; "kind", "started_at" are indexed) and store it durably.
 
+        URLs in it are stored without credentials or query values (`without_secrets`).
         On failure (StoreError) the record is kept in memory and stored, in order, before the
         next one; its bytes still count in `bytes_since()`.
         """
-        batch = [*self.pending, record_body(record)]
+        batch = [*self.pending, without_secrets(record_body(record))]
         try:
             self._writable()
             sealed = self._insert_all(batch)
