@@ -376,8 +376,8 @@ def results_list(
     limit: Annotated[int, typer.Option(min=1, help="Newest N results")] = 50,
 ) -> None:
     """One line per stored result, oldest first, in the probe's local time."""
+    from netprobe.config import open_named_store
     from netprobe.console import results_table
-    from netprobe.store import open_named_store
 
     opened, zone = open_named_store(config, store)
     records = opened.records(kind=kind, since=since)[-limit:]
@@ -397,21 +397,22 @@ def results_export(
     """Write stored results to stdout: full sealed records (jsonl) or one row per direction (csv)."""
     import sys
 
+    from netprobe.config import open_named_store
     from netprobe.errors import ConfigError
+    from netprobe.report.csv import write_csv
     from netprobe.report.verify import export_lines
-    from netprobe.store import open_named_store, write_csv
 
     if output_format not in ("jsonl", "csv"):
         raise ConfigError(f"--format must be jsonl or csv, not {output_format!r}")
     if output_format == "jsonl" and kind is not None:
         raise ConfigError("--kind is for csv: a sealed export is an unbroken piece of the chain")
-    opened, _zone = open_named_store(config, store)
+    opened, zone = open_named_store(config, store)
     try:
         records = opened.records(kind=kind, since=since, until=until)
         if output_format == "jsonl":
             sys.stdout.write(export_lines(records, opened.sign_head(records)))
         else:
-            write_csv(records, sys.stdout)
+            write_csv(records, sys.stdout, zone)
     finally:
         opened.close()
 
@@ -439,8 +440,8 @@ def results_import(
     ] = None,
 ) -> None:
     """Store measurements made by other tools, marked as imported (docs/import.md)."""
+    from netprobe.config import open_named_store
     from netprobe.results_import import import_records, read_import
-    from netprobe.store import open_named_store
     from netprobe.units import time_zone
 
     zone = time_zone(timezone, "--timezone") if timezone else None
@@ -596,7 +597,7 @@ app.add_typer(evidence_app, name="evidence")
 @evidence_app.command("key")
 def evidence_key(config: StoreConfigOption = None, store: StorePathOption = None) -> None:
     """Print the probe's public key and fingerprint: what a reader pins to trust its reports."""
-    from netprobe.store import open_named_store
+    from netprobe.config import open_named_store
 
     opened, _zone = open_named_store(config, store)
     try:
@@ -614,7 +615,7 @@ def evidence_rotate(
     reason: Annotated[str, typer.Option(help="Why, kept in the chain")] = "scheduled rotation",
 ) -> None:
     """Switch to a new probe key through a chain record signed by the old one."""
-    from netprobe.store import open_named_store
+    from netprobe.config import open_named_store
 
     opened, _zone = open_named_store(config, store)
     try:

@@ -3,9 +3,10 @@
     config = load_config(Path("configs/demo.yml"))     # ConfigError naming file and key if wrong
     config.contract.download                           # bytes per second
 
-Sections owned by the modules that use them are imported here (schedule, gates, budget,
-store, exporter, drives, push, compliance); the sections describing the probe itself (identity,
-contract, servers, how to measure) live in this module. An unknown key anywhere is an error.
+Sections of the lower layers are imported from beside their code (store, drives, push,
+compliance); the sections describing the probe itself (identity, contract, servers, how to
+measure) and those of the agent above (schedule, budget, gates) live in this module, so every
+import runs downwards (tests/test_layers.py). An unknown key anywhere is an error.
 """
 
 from __future__ import annotations
@@ -14,24 +15,23 @@ import base64
 import socket
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
 
-from netprobe.agent.budget import BudgetConfig
-from netprobe.agent.gates import GatesConfig
-from netprobe.agent.scheduler import PeakHours, ScheduleConfig
 from netprobe.compliance.config import ComplianceConfig
-from netprobe.configschema import DURATION, RATE, SIZE, build
+from netprobe.configschema import DURATION, RATE, SIZE, Key, build
 from netprobe.drives.config import DriveConfig
 from netprobe.errors import ConfigError
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.line import BACKENDS
+from netprobe.peak import PeakHours, line_zone
 from netprobe.push.config import PushConfig
 from netprobe.results import Direction
-from netprobe.store import StoreConfig
+from netprobe.store import Store, StoreConfig
 
 DEFAULT_LISTEN = "0.0.0.0:9469"
 
@@ -181,6 +181,58 @@ class MeasurementConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """The `schedule:` section."""
+
+    mean_interval_seconds: Annotated[float, DURATION, Key("mean_interval")] = 3600.0
+    min_interval_seconds: Annotated[float, DURATION, Key("min_interval")] = 600.0
+    max_interval_seconds: Annotated[float, DURATION, Key("max_interval")] = 3 * 3600.0
+    startup_delay_seconds: Annotated[float, DURATION, Key("startup_delay")] = 60.0
+
+    def __post_init__(self) -> None:
+        low, mean, high = (
+            self.min_interval_seconds,
+            self.mean_interval_seconds,
+            self.max_interval_seconds,
+        )
+        if not 0 < low <= mean <= high:
+            raise ValueError(
+                "expected 0 < min_interval <= mean_interval <= max_interval "
+                f"(got {low:g} s, {mean:g} s, {high:g} s)"
+            )
+
+
+@dataclass
+class BudgetConfig:
+    """The `budget:` section; no `monthly` means an unmetered line."""
+
+    monthly: Annotated[int | None, SIZE] = None
+    reset_day: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.reset_day <= 28:
+            raise ValueError(
+                f"reset_day must be 1-28 (a day every month has), not {self.reset_day}"
+            )
+
+
+@dataclass
+class GatesConfig:
+    """The `gates:` section; a threshold of null switches that gate off."""
+
+    cross_traffic_threshold: Annotated[float | None, RATE] = 25_000.0
+    cpu_threshold_percent: float | None = 30.0
+    sample_duration: Annotated[float, DURATION] = 2.0
+    recheck_interval: Annotated[float, DURATION] = 30.0
+    max_hold: Annotated[float, DURATION] = 900.0
+    require_wired: bool = True
+
+    def __post_init__(self) -> None:
+        if self.sample_duration <= 0 or self.recheck_interval <= 0:
+            raise ValueError("sample_duration and recheck_interval must be above 0")
+
+
+@dataclass
 class AgentConfig:
     """The whole file."""
 
@@ -197,6 +249,15 @@ class AgentConfig:
     drives: list[DriveConfig] = field(default_factory=list)
     push: PushConfig | None = None
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+
+    def line_zone(self) -> ZoneInfo:
+        """The one zone peak flags, verdicts, measurement days and the budget month are read in:
+        `compliance.timezone`, else `probe.timezone`, else the system's, else UTC."""
+        return line_zone(self.compliance.timezone, self.probe.timezone)
+
+    def located_compliance(self) -> ComplianceConfig:
+        """The `compliance:` section with its time zone resolved as `line_zone()` does."""
+        return self.compliance.located(self.probe.timezone)
 
 
 def load_config(path: Path, *, measuring: bool = True) -> AgentConfig:
@@ -253,3 +314,25 @@ def drives_named(path: Path | None, name: str | None) -> list[DriveConfig]:
             f"no drive named {name!r}" if name else "no drives configured", file=str(path)
         )
     return drives
+
+
+def open_named_store(
+    config: Path | None, store: Path | None, *, create: bool = False
+) -> tuple[Store, tzinfo]:
+    """The store named by `--store PATH` or by the configuration's `store.path`, and the zone
+    its times are shown in (the probe's `timezone`, else this machine's). Only with `create`
+    is a store that does not exist yet made."""
+    zone: tzinfo | None = None
+    key_path: Path | None = None
+    if store is not None:
+        path = store
+    elif config is not None:
+        loaded = load_config(config, measuring=False)
+        path, zone = Path(loaded.store.path), loaded.probe.zone()
+        key_path = Path(loaded.store.key_file) if loaded.store.key_file else None
+    else:
+        raise ConfigError("give --config FILE or --store PATH")
+    if not path.exists() and not create:
+        raise ConfigError(f"no results store at {path}")
+    local = datetime.now().astimezone().tzinfo
+    return Store(path, key_path), zone or local or UTC

@@ -7,26 +7,35 @@ was expected:
 
     @dataclass
     class Schedule:
-        mean_interval: Annotated[float, DURATION] = 3600.0
+        mean_interval_seconds: Annotated[float, DURATION, Key("mean_interval")] = 3600.0
 
     schedule = build(Schedule, {"mean_interval": "1h"}, file="agent.yml", key="schedule")
 
 Units are declared with `Annotated[..., RATE]` (bytes/s from "100Mbit"), `SIZE` (bytes from
-"1.5GB") and `DURATION` (seconds from "90s", "30m", "1h", "2d").
+"1.5GB") and `DURATION` (seconds from "90s", "30m", "1h", "2d"). An attribute carries its unit
+in its name while the YAML key stays short, and a renamed key keeps working with one
+deprecation line, through `Key`:
+
+    mean_interval_seconds: Annotated[float, DURATION, Key("mean_interval")] = 3600.0
+    max_bytes: Annotated[int, SIZE, Key("max_bytes", old="budget")] = 256 * 1024 * 1024
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from netprobe.errors import ConfigError
 from netprobe.units import UnitError, parse_rate, parse_size
 
 T = TypeVar("T")
+
+log = logging.getLogger("netprobe.config")
 
 RATE = "rate"
 SIZE = "size"
@@ -48,6 +57,22 @@ def parse_duration(text: str | int | float) -> float:
     return float(match[1]) * _DURATION_SECONDS[match[2]]
 
 
+@dataclass(frozen=True)
+class Key:
+    """The YAML key of a field named otherwise, and an older key still accepted (deprecated)."""
+
+    name: str
+    old: str | None = None
+
+
+def _key(hint: Any, name: str) -> Key:
+    if get_origin(hint) is typing.Annotated:
+        for extra in get_args(hint)[1:]:
+            if isinstance(extra, Key):
+                return extra
+    return Key(name)
+
+
 _CONVERTERS = {RATE: parse_rate, SIZE: parse_size, DURATION: parse_duration}
 _EXPECTED = {
     RATE: "a rate such as 100Mbit",
@@ -64,19 +89,38 @@ def build(cls: type[T], data: Any, *, file: str, key: str = "") -> T:
         raise ConfigError(f"expected a mapping, got {_kind(data)}", file=file, key=key or None)
     hints = get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(map(str, data)) - set(fields))
+    keys = {name: _key(hints[name], name) for name in fields}
+    accepted = {k.name for k in keys.values()} | {k.old for k in keys.values() if k.old}
+    unknown = sorted(set(map(str, data)) - accepted)
     if unknown:
         raise ConfigError(
-            f"unknown key (expected one of: {', '.join(sorted(fields))})",
+            f"unknown key (expected one of: {', '.join(sorted(k.name for k in keys.values()))})",
             file=file,
             key=_join(key, unknown[0]),
         )
     values: dict[str, Any] = {}
     for name, field in fields.items():
-        if name in data:
-            values[name] = _convert(hints[name], data[name], file, _join(key, name))
+        yaml_key = keys[name]
+        if yaml_key.old is not None and yaml_key.old in data:
+            if yaml_key.name in data:
+                raise ConfigError(
+                    f"give {yaml_key.name} only ({yaml_key.old} is its old name)",
+                    file=file,
+                    key=_join(key, yaml_key.old),
+                )
+            log.warning(
+                "%s: %s is deprecated, call it %s",
+                file,
+                _join(key, yaml_key.old),
+                yaml_key.name,
+            )
+            data = {**data, yaml_key.name: data[yaml_key.old]}
+        if yaml_key.name in data:
+            values[name] = _convert(
+                hints[name], data[yaml_key.name], file, _join(key, yaml_key.name)
+            )
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError("required key is missing", file=file, key=_join(key, name))
+            raise ConfigError("required key is missing", file=file, key=_join(key, yaml_key.name))
     try:
         return cls(**values)
     except ValueError as exc:  # a __post_init__ check

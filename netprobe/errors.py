@@ -2,12 +2,19 @@
 
     NetprobeError                 anything netprobe raises on purpose
     ├── ConfigError               a file or option is wrong: names the file, the key, what was expected
+    │   └── UnitError             a rate, size or duration that does not parse (also a ValueError)
     ├── MeasurementError          a test could not produce a valid figure
     │   ├── TransportError        unreachable, refused, reset, stalled, timed out
     │   ├── ProtocolError         the peer is not speaking the protocol (e.g. not a netprobe server)
     │   ├── ServerRefused         the peer answered with a refusal (HTTP 4xx/5xx, quota, auth)
-    │   └── BudgetExceeded        the data budget does not allow the test
-    └── StoreError                the results store cannot be opened or written
+    │   ├── BudgetExceeded        the data budget does not allow the test
+    │   └── RawSocketDenied       no privilege for a raw socket (also a PermissionError)
+    ├── BudgetReached             a drive transfer used up its data allowance: ends as planned
+    ├── StoreError                the results store cannot be opened or written
+    └── EvidenceError             a record's hash or signature does not match (compliance.evidence)
+
+Callers catch `NetprobeError` (or one branch) and show the message; the standard-library
+bases of UnitError and RawSocketDenied keep older `except ValueError`/`PermissionError` working.
 
 Each error carries a short `reason` (snake_case) used as a metric label and stored with failed
 results, so a failure is recorded as a failure with a reason, never as a zero rate.
@@ -39,6 +46,10 @@ class ConfigError(NetprobeError):
         self.key = key
 
 
+class UnitError(ConfigError, ValueError):
+    """A quantity with a unit (rate, size, duration) that does not parse."""
+
+
 class MeasurementError(NetprobeError):
     """A measurement failed."""
 
@@ -67,6 +78,18 @@ class BudgetExceeded(MeasurementError):
     """The data budget does not allow this test."""
 
     reason = "budget"
+
+
+class RawSocketDenied(MeasurementError, PermissionError):
+    """A raw socket (ICMP echo, SYN probe) needs CAP_NET_RAW, which this process lacks."""
+
+    reason = "no_raw_socket"
+
+
+class BudgetReached(NetprobeError):
+    """A drive's data allowance is used up: the transfer ends here, as planned, not as a failure."""
+
+    reason = "budget_reached"
 
 
 class StoreError(NetprobeError):

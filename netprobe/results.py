@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 Direction = Literal["download", "upload"]
@@ -169,8 +170,37 @@ class Conditions:
         return cls(**data)
 
 
+class Outcome(Protocol):
+    """What every direction of every kind of record says about how it ended."""
+
+    ok: bool
+    reason: str | None
+
+
+@dataclass(kw_only=True)
+class Record:
+    """The fields every stored result has, line test and drive probe alike.
+
+    `run_id` ties the results of one run together (a line test and the drive probes after it);
+    `started_at` is UTC ISO 8601; `kind` names the record type ("line", "drive").
+    """
+
+    probe_id: str = ""
+    run_id: str = field(default_factory=new_id)
+    id: str = field(default_factory=new_id)
+    started_at: str = field(default_factory=utc_now_iso)
+    kind: str = ""
+
+    def directions(self) -> Sequence[Outcome]:
+        raise NotImplementedError
+
+    def failed_reason(self) -> str | None:
+        """The first failure reason among the directions, if any failed."""
+        return next((d.reason for d in self.directions() if not d.ok), None)
+
+
 @dataclass
-class LineResult:
+class LineResult(Record):
     """One line test (download and/or upload against one server) with its conditions."""
 
     server: Server
@@ -182,18 +212,10 @@ class LineResult:
     invalid_reason: str | None = None
     outcome: str = "ok"
     peak: bool | None = None
-    probe_id: str = ""
-    run_id: str = field(default_factory=new_id)
-    id: str = field(default_factory=new_id)
-    started_at: str = field(default_factory=utc_now_iso)
-    kind: str = "line"
+    kind: str = field(default="line", kw_only=True)
 
     def directions(self) -> list[DirectionResult]:
         return [d for d in (self.download, self.upload) if d is not None]
-
-    def failed_reason(self) -> str | None:
-        """The first failure reason among the directions, if any failed."""
-        return next((d.reason for d in self.directions() if not d.ok), None)
 
     def latency(self) -> dict[str, Any]:
         """Idle and loaded round trips as `speed --json` shows them (loaded per direction run)."""

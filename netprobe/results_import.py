@@ -80,7 +80,7 @@ def detect_format(text: str) -> str:
         return "speedtest-cli-csv"
     if "created at" in columns or "created_at" in columns:
         return "speedtest-tracker-csv"
-    if "started_at" in columns and "direction" in columns:
+    if "started_at_utc" in columns and "direction" in columns:
         return "netprobe-csv"
     if first.count(",") == len(SPEEDTEST_CLI_COLUMNS) - 1 and first.split(",")[0].isdigit():
         return "speedtest-cli-csv"
@@ -366,8 +366,13 @@ def _from_netprobe_csv(joined: Any, zone: tzinfo | None) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": first.get("id") or None,
         "kind": first.get("kind") or "line",
-        "started_at": _time(first, "started_at", zone),
-        "server": {"url": first.get("server") or "", "name": "", "protocol": "", "version": ""},
+        "started_at": _time(first, "started_at_utc", zone),
+        "server": {
+            "url": first.get("server_url") or "",
+            "name": first.get("server_name") or "",
+            "protocol": first.get("protocol") or "",
+            "version": "",
+        },
         "valid": (first.get("valid") or "True") != "False",
         "invalid_reason": first.get("invalid_reason") or None,
         "outcome": first.get("outcome") or "ok",
@@ -387,8 +392,8 @@ def _from_netprobe_csv(joined: Any, zone: tzinfo | None) -> dict[str, Any]:
             "window_seconds": _number(row, "window_seconds", required=False) or 0.0,
             "total_bytes": int(_number(row, "total_bytes", required=False) or 0),
             "streams": int(_number(row, "streams", required=False) or 0),
-            "reason": row.get("reason") or None,
-            "method": {"protocol": "", "measured_at": "imported"},
+            "reason": row.get("failure_reason") or None,
+            "method": {"protocol": row.get("protocol") or "", "measured_at": "imported"},
         }
     return record
 

@@ -30,15 +30,13 @@ still holds, and written before the next result once the store works again.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 from netprobe.compliance.evidence import (
     GENESIS,
@@ -52,9 +50,9 @@ from netprobe.compliance.evidence import (
     seal_record,
     sign_head,
 )
-from netprobe.configschema import DURATION
-from netprobe.errors import ConfigError, StoreError
-from netprobe.results import new_id, without_secrets
+from netprobe.configschema import DURATION, Key
+from netprobe.errors import StoreError
+from netprobe.results import new_id, utc_now_iso, without_secrets
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -99,7 +97,7 @@ class StoreConfig:
 
     path: str = "/var/lib/netprobe/results.db"
     key_file: str | None = None
-    retention: Annotated[float, DURATION] = 400 * 86400.0
+    retention_seconds: Annotated[float, DURATION, Key("retention")] = 400 * 86400.0
 
 
 class Store:
@@ -232,7 +230,7 @@ class Store:
         record = {
             "id": new_id(),
             "kind": KEY_ROTATION,
-            "started_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "started_at": utc_now_iso(),
             "new_public_key": new.public_key_b64,
             "reason": reason,
         }
@@ -469,77 +467,3 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc)
-
-
-CSV_COLUMNS = (
-    "seq",
-    "id",
-    "run_id",
-    "kind",
-    "started_at",
-    "probe_id",
-    "server",
-    "direction",
-    "outcome",
-    "ok",
-    "valid",
-    "invalid_reason",
-    "peak",
-    "bytes_per_second",
-    "window_seconds",
-    "total_bytes",
-    "streams",
-    "reason",
-    "idle_latency_seconds",
-    "loaded_latency_seconds",
-    "cross_traffic_bytes_per_second",
-    "cross_traffic_during_bytes_per_second",
-    "cpu_percent",
-    "link_type",
-    "link_speed_bytes_per_second",
-    "hash",
-)
-
-
-def write_csv(records: Iterable[dict[str, Any]], out: TextIO) -> None:
-    """One row per direction of each record (samples stay in the JSONL export)."""
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for record in records:
-        conditions = record.get("conditions") or {}
-        server = record.get("server")
-        evidence = record.get("evidence") or {}
-        base = {
-            **{k: record.get(k) for k in CSV_COLUMNS if k in record},
-            **{k: conditions.get(k) for k in CSV_COLUMNS if k in conditions},
-            "server": server.get("url") if isinstance(server, dict) else server,
-            "seq": evidence.get("seq"),
-            "hash": evidence.get("hash"),
-        }
-        parts = [record[d] for d in ("download", "upload") if isinstance(record.get(d), dict)]
-        for part in parts or [{}]:
-            writer.writerow({**base, **{k: part.get(k) for k in CSV_COLUMNS if k in part}})
-
-
-def open_named_store(
-    config: Path | None, store: Path | None, *, create: bool = False
-) -> tuple[Store, tzinfo]:
-    """The store named by `--store PATH` or by the configuration's `store.path`, and the zone
-    its times are shown in (the probe's `timezone`, else this machine's). Only with `create`
-    is a store that does not exist yet made."""
-    from netprobe.config import load_config
-
-    zone: tzinfo | None = None
-    key_path: Path | None = None
-    if store is not None:
-        path = store
-    elif config is not None:
-        loaded = load_config(config, measuring=False)
-        path, zone = Path(loaded.store.path), loaded.probe.zone()
-        key_path = Path(loaded.store.key_file) if loaded.store.key_file else None
-    else:
-        raise ConfigError("give --config FILE or --store PATH")
-    if not path.exists() and not create:
-        raise ConfigError(f"no results store at {path}")
-    local = datetime.now().astimezone().tzinfo
-    return Store(path, key_path), zone or local or UTC

@@ -11,6 +11,8 @@ import re
 import zoneinfo
 from datetime import tzinfo
 
+from netprobe.errors import UnitError
+
 _PREFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _NUMBER = r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*"
@@ -19,10 +21,6 @@ _RATE_RE = re.compile(
     _NUMBER + r"(?P<prefix>[kKmMgGtT]i?)?(?P<unit>[bB][iI][tT][sS]?|[bB][yY][tT][eE][sS]?|b|B)?"
     r"(?:/s|ps)?$"
 )
-
-
-class UnitError(ValueError):
-    """A size or rate string that cannot be read."""
 
 
 def _multiplier(prefix: str | None) -> int:

@@ -57,7 +57,9 @@ def make_agent(
 
 def draw() -> float:
     """The random delay the agent's seeded generator draws first."""
-    return next_interval(ScheduleConfig(**SHORT), random.Random(7))
+    return next_interval(
+        ScheduleConfig(**{f"{k}_seconds": v for k, v in SHORT.items()}), random.Random(7)
+    )
 
 
 def test_campaign_disabled_leaves_the_random_delay_unchanged(

@@ -236,7 +236,7 @@ def test_drives_are_probed_right_after_the_line_test_never_during_it(
         "url": f"{lab.netprobe_url}/netprobe/v1/download?bytes=8000000&test=drive",
         "duration": "2s",
         "burst": "1s",
-        "budget": "8MB",
+        "max_bytes": "8MB",
     }
     agent = AgentProcess(lab_config(tmp_path, lab, drives=[drive]))
     try:

@@ -49,7 +49,9 @@ def counters(rates: list[float], fake: FakeTime) -> tuple[object, list[float]]:
 
 
 def test_intervals_are_random_clamped_and_average_near_the_mean() -> None:
-    schedule = ScheduleConfig(mean_interval=3600, min_interval=600, max_interval=3 * 3600)
+    schedule = ScheduleConfig(
+        mean_interval_seconds=3600, min_interval_seconds=600, max_interval_seconds=3 * 3600
+    )
     rng = random.Random(4)
     draws = [next_interval(schedule, rng) for _ in range(5000)]
     assert min(draws) == 600 and max(draws) == 3 * 3600
@@ -58,7 +60,9 @@ def test_intervals_are_random_clamped_and_average_near_the_mean() -> None:
 
 
 def test_after_long_downtime_one_test_runs_soon_not_a_burst() -> None:
-    schedule = ScheduleConfig(mean_interval=3600, min_interval=600, startup_delay=60)
+    schedule = ScheduleConfig(
+        mean_interval_seconds=3600, min_interval_seconds=600, startup_delay_seconds=60
+    )
     rng = random.Random(1)
     assert first_delay(schedule, seconds_since_last=86400, rng=rng) <= 60
     assert first_delay(schedule, seconds_since_last=None, rng=rng) <= 60

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from netprobe.compliance.config import ComplianceConfig, system_zone
+from netprobe.compliance.config import ComplianceConfig
 from netprobe.configschema import build
 from netprobe.errors import ConfigError
+from netprobe.peak import system_zone
 
 
 def test_policy_settings_are_read_from_the_section() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from netprobe.agent.scheduler import PeakHours
 from netprobe.cli import app
 from netprobe.config import load_config
+from netprobe.peak import PeakHours
 
 TESTDATA = Path(__file__).parent / "testdata" / "config"
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -105,7 +105,7 @@ def test_missing_file_exits_2_without_traceback_in_a_real_process(tmp_path: Path
 def test_units_and_relative_store_path_are_resolved() -> None:
     config = load_config(CONFIGS / "demo.yml")
     assert config.contract.download == 100e6 / 8
-    assert config.schedule.mean_interval == 60.0
+    assert config.schedule.mean_interval_seconds == 60.0
     assert config.measurement.max_bytes == 200_000_000
     assert config.embedded_server is not None
     assert config.embedded_server.download_rate == 100e6 / 8

@@ -55,7 +55,11 @@ def within(measured: float | None, cap: float, tolerance: float = 0.05) -> bool:
 
 def drive(name: str, kind: str, url: str, path: str = "", **fields: object) -> DriveConfig:
     """A drive with short windows: 3 s per phase, the first second counted as burst."""
-    defaults: dict[str, object] = {"duration": 3.0, "burst": 1.0, "time_limit": 30.0}
+    defaults: dict[str, object] = {
+        "duration_seconds": 3.0,
+        "burst_seconds": 1.0,
+        "time_limit_seconds": 30.0,
+    }
     return DriveConfig(
         name=name,
         kind=kind,  # type: ignore[arg-type]
@@ -171,7 +175,9 @@ async def test_wsgidav_with_basic_auth(
     monkeypatch.setenv("NETPROBE_TEST_DAV_PASSWORD", BASIC_PASSWORD)
     try:
         wait_for_port("127.0.0.1", port)
-        config = drive("wsgidav", "webdav", f"http://127.0.0.1:{port}", "big.bin", duration=2.0)
+        config = drive(
+            "wsgidav", "webdav", f"http://127.0.0.1:{port}", "big.bin", duration_seconds=2.0
+        )
         config.credentials.username = BASIC_USER
         config.credentials.password = Secret(env="NETPROBE_TEST_DAV_PASSWORD")
         config.upload = UploadConfig(enabled=True, size=2 * MIB, path="/")
@@ -210,7 +216,7 @@ async def test_s3_against_moto(tmp_path: Path) -> None:
         )
         client.create_bucket(Bucket="probe")
         client.put_object(Bucket="probe", Key="data/big.bin", Body=os.urandom(24 * MIB))
-        config = drive("s3", "s3", f"{endpoint}/probe", "data/big.bin", duration=2.0)
+        config = drive("s3", "s3", f"{endpoint}/probe", "data/big.bin", duration_seconds=2.0)
         config.credentials.access_key_id = "AKIDNETPROBE"
         config.credentials.secret_access_key = Secret(env="NETPROBE_TEST_S3_SECRET")
         config.upload = UploadConfig(enabled=True, size=3 * MIB, path="data")
@@ -556,14 +562,15 @@ def test_drive_config_from_yaml(tmp_path: Path) -> None:
             "kind": "baidu",
             "credentials": {"access_token": {"file": str(secret)}},
             "upload": {"enabled": True, "size": "8MiB"},
-            "budget": "100MB",
+            "max_bytes": "100MB",
             "duration": "20s",
             "floors": {"critical": "128KiB/s", "warning": "1MiB/s"},
         },
         file="agent.yml",
         key="drives[0]",
     )
-    assert config.upload.size == 8 * MIB and config.budget == 100_000_000
+    assert config.upload.size == 8 * MIB and config.max_bytes == 100_000_000
+    assert config.duration_seconds == 20.0
     assert config.floors.critical == 128 * 1024
     with pytest.raises(ConfigError, match="readable by others"):
         assert config.credentials.access_token is not None
@@ -636,3 +643,18 @@ def test_metrics_from_a_record() -> None:
         in text
     )
     assert "netprobe_drive_last_success_timestamp_seconds" in text
+
+
+def test_a_drive_budget_key_still_works_with_one_deprecation_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`budget` is the monthly data budget only; a drive's per-probe cap is `max_bytes`."""
+    old = {"name": "x", "kind": "http", "url": "http://a/b", "budget": "8MB"}
+    with caplog.at_level("WARNING", logger="netprobe.config"):
+        config = build(DriveConfig, old, file="agent.yml", key="drives[0]")
+    assert config.max_bytes == 8_000_000
+    assert [r.getMessage() for r in caplog.records] == [
+        "agent.yml: drives[0].budget is deprecated, call it max_bytes"
+    ]
+    with pytest.raises(ConfigError, match=r"drives\[0\]\.budget: give max_bytes only"):
+        build(DriveConfig, {**old, "max_bytes": "8MB"}, file="agent.yml", key="drives[0]")

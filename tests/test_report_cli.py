@@ -112,6 +112,28 @@ def test_csv_report_has_one_row_per_test_and_direction(
     assert {r["invalid_reason"] for r in rows if r["valid"] == "False"} == {"cross_traffic"}
 
 
+def test_export_and_report_write_one_csv_layout(
+    tmp_path: Path, export: Path, sealed: list[dict[str, Any]]
+) -> None:
+    store = Store(tmp_path / "results.db")
+    for kept in sealed[:6]:
+        store.add({k: v for k, v in kept.items() if k != "evidence"})
+    store.close()
+    exported = run("results", "export", "--store", str(tmp_path / "results.db"), "--format", "csv")
+    reported = run("report", "--input", str(export), *PLAN, "--format", "csv")
+    assert exported.exit_code == 0 and reported.exit_code == 0, exported.output
+    export_rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    report_rows = list(csv.DictReader(io.StringIO(reported.stdout)))
+    assert list(export_rows[0]) == list(report_rows[0])
+    assert {"started_at_utc", "server_url", "failure_reason"} <= set(export_rows[0])
+    # The same test reads the same in both; only the contract share is the report's own.
+    first_id = export_rows[0]["id"]
+    same = next(r for r in report_rows if r["id"] == first_id)
+    for column in ("started_at_utc", "server_url", "direction", "bytes_per_second", "valid"):
+        assert export_rows[0][column] == same[column], column
+    assert export_rows[0]["share_of_contract"] == "" and same["share_of_contract"] != ""
+
+
 def test_report_needs_a_contract_and_known_options(export: Path) -> None:
     assert run("report", "--input", str(export)).exit_code == 2
     assert run("report", "--input", str(export), *PLAN, "--policy", "xx-none").exit_code == 2

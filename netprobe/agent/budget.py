@@ -11,25 +11,9 @@ the budget is never overshot; a test that does not fit is skipped and counted:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
 
-from netprobe.configschema import SIZE
-
-
-@dataclass
-class BudgetConfig:
-    """The `budget:` section; no `monthly` means an unmetered line."""
-
-    monthly: Annotated[int | None, SIZE] = None
-    reset_day: int = 1
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.reset_day <= 28:
-            raise ValueError(
-                f"reset_day must be 1-28 (a day every month has), not {self.reset_day}"
-            )
+from netprobe.config import BudgetConfig
 
 
 class DataBudget:

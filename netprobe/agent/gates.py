@@ -20,11 +20,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import psutil
 
-from netprobe.configschema import DURATION, RATE
+from netprobe.config import GatesConfig
 
 # Ethernet + IPv4 + TCP-with-timestamps headers per 1448-byte segment, plus the ACKs flowing the
 # other way: the interface counts about 7 % more than the payload a test reports.
@@ -37,22 +36,6 @@ ARPHRD_LOOPBACK = "772"  # /sys/class/net/IF/type of a loopback device
 
 GATE_CROSS_TRAFFIC = "cross_traffic"
 GATE_CPU = "cpu"
-
-
-@dataclass
-class GatesConfig:
-    """The `gates:` section; a threshold of null switches that gate off."""
-
-    cross_traffic_threshold: Annotated[float | None, RATE] = 25_000.0
-    cpu_threshold_percent: float | None = 30.0
-    sample_duration: Annotated[float, DURATION] = 2.0
-    recheck_interval: Annotated[float, DURATION] = 30.0
-    max_hold: Annotated[float, DURATION] = 900.0
-    require_wired: bool = True
-
-    def __post_init__(self) -> None:
-        if self.sample_duration <= 0 or self.recheck_interval <= 0:
-            raise ValueError("sample_duration and recheck_interval must be above 0")
 
 
 def interface_bytes(interface: str) -> int | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import signal
@@ -165,10 +164,7 @@ class Agent:
 
         assert self.store is not None
         contract = self.config.contract
-        compliance = dataclasses.replace(
-            self.config.compliance,
-            timezone=self.config.compliance.timezone or self.config.probe.timezone,
-        )
+        compliance = self.config.located_compliance()
         since = datetime.now(UTC) - timedelta(days=compliance.window_days)
         self.compliance_metrics = ComplianceCollector(
             Contract.from_rates(
@@ -302,7 +298,7 @@ class Agent:
         Planned afresh from the stored line results of the compliance window each time, so a
         restart, a skipped test or an invalid one simply moves the slot.
         """
-        compliance = self.config.compliance.located(self.config.probe.timezone)
+        compliance = self.config.located_compliance()
         rules = compliance.de_bnetza.campaign
         if not rules.enabled:
             return delay
@@ -358,7 +354,7 @@ class Agent:
             log.exception("measurement cycle failed")
         finally:
             self.cycle_task = None
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.config.store.retention)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.config.store.retention_seconds)
         try:
             pruned = self.store.prune(cutoff.isoformat(timespec="microseconds"))
         except StoreError as exc:

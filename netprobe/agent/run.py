@@ -66,7 +66,7 @@ class Cycle:
 
     def refresh_data_used(self) -> None:
         budget = DataBudget(self.config.budget)
-        start = budget.period_start(self.now().astimezone(self.config.probe.zone()))
+        start = budget.period_start(self.now().astimezone(self.config.line_zone()))
         since = start.astimezone(UTC).isoformat(timespec="microseconds")
         self.status.data_used_bytes = self.store.bytes_since(since)
         self.status.data_budget_bytes = budget.monthly_bytes
@@ -128,7 +128,7 @@ class Cycle:
             valid=False,
             invalid_reason="aborted",
             outcome="aborted",
-            peak=config.contract.peak().is_peak(self.now(), config.probe.zone()),
+            peak=config.contract.peak().is_peak(self.now(), config.line_zone()),
             probe_id=config.probe.id,
             run_id=new_id(),
             started_at=self.now().isoformat(timespec="microseconds"),

@@ -1,10 +1,10 @@
-"""When the next test runs, and whether a moment is peak or off-peak.
+"""When the next test runs (peak hours: `netprobe.peak`; the `schedule:` section: `netprobe.config`).
 
 Intervals are drawn from an exponential distribution around a mean and clamped, so tests land
 at random moments (no pattern an ISP could favour, no alignment with other probes) yet never
 bunch up or leave long gaps:
 
-    schedule = ScheduleConfig(mean_interval=3600, min_interval=600, max_interval=10800)
+    schedule = ScheduleConfig(mean_interval_seconds=3600, min_interval_seconds=600)
     delay = next_interval(schedule, random.Random())      # seconds until the next test
 
 In BNetzA campaign mode (`compliance.de_bnetza.campaign.enabled`) the drawn delay is only a
@@ -17,38 +17,20 @@ fills the series without breaking its spacing rules:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from datetime import datetime, time, tzinfo
-from typing import TYPE_CHECKING, Annotated
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
-from netprobe.configschema import DURATION
+from netprobe.config import ScheduleConfig
 
 if TYPE_CHECKING:
     from netprobe.compliance.campaign import CampaignPlan
     from netprobe.compliance.config import BnetzaCampaign
 
 
-@dataclass
-class ScheduleConfig:
-    """The `schedule:` section."""
-
-    mean_interval: Annotated[float, DURATION] = 3600.0
-    min_interval: Annotated[float, DURATION] = 600.0
-    max_interval: Annotated[float, DURATION] = 3 * 3600.0
-    startup_delay: Annotated[float, DURATION] = 60.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_interval <= self.mean_interval <= self.max_interval:
-            raise ValueError(
-                "expected 0 < min_interval <= mean_interval <= max_interval "
-                f"(got {self.min_interval:g} s, {self.mean_interval:g} s, {self.max_interval:g} s)"
-            )
-
-
 def next_interval(schedule: ScheduleConfig, rng: random.Random) -> float:
     """Seconds to the next test: exponential around the mean, clamped to [min, max]."""
-    drawn = rng.expovariate(1.0 / schedule.mean_interval)
-    return min(max(drawn, schedule.min_interval), schedule.max_interval)
+    drawn = rng.expovariate(1.0 / schedule.mean_interval_seconds)
+    return min(max(drawn, schedule.min_interval_seconds), schedule.max_interval_seconds)
 
 
 def first_delay(
@@ -60,8 +42,8 @@ def first_delay(
     (that would measure the same moment many times); one test runs soon, after a short random
     delay that keeps a fleet of probes restarted together from testing in lockstep.
     """
-    soon = rng.uniform(0.5, 1.0) * schedule.startup_delay
-    if seconds_since_last is None or seconds_since_last >= schedule.mean_interval:
+    soon = rng.uniform(0.5, 1.0) * schedule.startup_delay_seconds
+    if seconds_since_last is None or seconds_since_last >= schedule.mean_interval_seconds:
         return soon
     return max(soon, next_interval(schedule, rng) - seconds_since_last)
 
@@ -93,34 +75,3 @@ def describe_campaign(plan: CampaignPlan, rules: BnetzaCampaign, zone: tzinfo) -
         f" day {len(plan.days) + opens_day} of {rules.days},"
         f" next slot at {slot:%Y-%m-%d %H:%M %Z}{deadline}"
     )
-
-
-@dataclass
-class PeakHours:
-    """Daily windows ("19:00-23:00", may cross midnight) in a local time zone."""
-
-    windows: list[tuple[time, time]] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, specs: list[str]) -> PeakHours:
-        windows = []
-        for spec in specs:
-            start, sep, end = spec.partition("-")
-            try:
-                if not sep:
-                    raise ValueError
-                windows.append((time.fromisoformat(start.strip()), time.fromisoformat(end.strip())))
-            except ValueError:
-                raise ValueError(
-                    f"peak_hours: expected a window such as 19:00-23:00, got {spec!r}"
-                ) from None
-        return cls(windows)
-
-    def is_peak(self, when: datetime, zone: tzinfo | None) -> bool:
-        """True when `when` (aware) falls in a window, read on the wall clock of `zone`."""
-        local = when.astimezone(zone).time().replace(tzinfo=None)
-        for start, end in self.windows:
-            inside = start <= local < end if start <= end else local >= start or local < end
-            if inside:
-                return True
-        return False

@@ -16,11 +16,11 @@ spanning a daylight-saving change still covers the same wall-clock hours.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from netprobe.peak import PeakHours, line_zone
 
 POLICY_NAMES = ("cn-miit", "de-bnetza", "us-fcc", "eu-berec", "au-accc")
 
@@ -43,6 +43,12 @@ class PeakWindow:
             raise ValueError("peak hours must lie within 0..24")
         if self.start_hour >= self.end_hour:
             raise ValueError("a peak window must end after it starts (no windows over midnight)")
+
+    def hours(self) -> PeakHours:
+        """This window in the one peak model the stored flag and the schedule use too."""
+        return PeakHours.from_hours(
+            self.start_hour, self.end_hour, weekdays_only=self.days == "weekdays"
+        )
 
 
 @dataclass
@@ -169,27 +175,4 @@ class ComplianceConfig:
 
     def zone(self) -> ZoneInfo:
         """The line's local time zone: `timezone`, else the system's, else UTC."""
-        if self.timezone is None:
-            return system_zone()
-        try:
-            return ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {self.timezone!r} (e.g. Europe/Berlin)") from None
-
-
-def system_zone(localtime: Path = Path("/etc/localtime")) -> ZoneInfo:
-    """The system's named time zone (from $TZ or the /etc/localtime link); UTC if it has none.
-
-    A named zone is needed, not the current UTC offset, so that daylight-saving changes inside
-    the evaluated period are applied to each test at its own date.
-    """
-    names = [os.environ.get("TZ", "").lstrip(":")]
-    if localtime.is_symlink():
-        names.append(str(localtime.resolve()).partition("zoneinfo/")[2])
-    for name in names:
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
+        return line_zone(self.timezone)

@@ -70,9 +70,7 @@ class Series:
 
 def in_window(local: datetime, window: PeakWindow) -> bool:
     """Whether a local time falls in the window's wall-clock hours (and days)."""
-    if window.days == "weekdays" and local.weekday() >= 5:
-        return False
-    return window.start_hour <= local.hour < window.end_hour
+    return window.hours().contains(local)
 
 
 def series(records: Iterable[dict[str, Any]], direction: Direction, zone: ZoneInfo) -> Series:

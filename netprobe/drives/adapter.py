@@ -20,13 +20,10 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from netprobe.drives.config import DriveConfig
+from netprobe.errors import BudgetReached
 
 # Adapters count bytes in chunks of at most this size, so a budget overshoots by less.
 CHUNK_BYTES = 1 << 16
-
-
-class BudgetReached(Exception):
-    """The drive's data budget is used up: the transfer ends here, as planned, not as a failure."""
 
 
 class Allowance:
@@ -38,7 +35,7 @@ class Allowance:
     def take(self, n: int) -> None:
         self.bytes_left -= n
         if self.bytes_left <= 0:
-            raise BudgetReached
+            raise BudgetReached("the phase's data allowance is used up")
 
 
 class Meter:

@@ -11,7 +11,7 @@
           client_secret: {env: BAIDU_CLIENT_SECRET}
         download: {path: /netprobe/1GiB.bin}
         upload: {enabled: true, size: 16MiB, path: /netprobe}
-        budget: 256MiB
+        max_bytes: 256MiB       # per probe; the monthly data budget is `budget:`
 
 Secrets are never written in the file itself: a `Secret` names an environment variable or a
 file, and files that other users can read are refused (like ssh does with private keys).
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from netprobe.configschema import DURATION, RATE, SIZE
+from netprobe.configschema import DURATION, RATE, SIZE, Key
 from netprobe.errors import ConfigError
 from netprobe.secrets import Secret
 
@@ -127,11 +127,12 @@ class DriveConfig:
     connections: int = 1
     download: DownloadConfig = field(default_factory=DownloadConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
-    budget: Annotated[int, SIZE] = 256 * 1024 * 1024
-    duration: Annotated[float, DURATION] = 10.0
-    burst: Annotated[float, DURATION] = 2.0
-    time_limit: Annotated[float, DURATION] = 120.0
-    connect_timeout: Annotated[float, DURATION] = 15.0
+    # At most this many payload bytes per probe (all phases); "budget" is the monthly one.
+    max_bytes: Annotated[int, SIZE, Key("max_bytes", old="budget")] = 256 * 1024 * 1024
+    duration_seconds: Annotated[float, DURATION, Key("duration")] = 10.0
+    burst_seconds: Annotated[float, DURATION, Key("burst")] = 2.0
+    time_limit_seconds: Annotated[float, DURATION, Key("time_limit")] = 120.0
+    connect_timeout_seconds: Annotated[float, DURATION, Key("connect_timeout")] = 15.0
     floors: Floors = field(default_factory=Floors)
 
     def __post_init__(self) -> None:
@@ -143,7 +144,7 @@ class DriveConfig:
             raise ValueError(f"a {self.kind} drive needs a url")
         if self.kind == "rclone" and ":" not in self.url:
             raise ValueError("an rclone drive's url is a remote such as 'mydrive:'")
-        if self.burst >= self.duration:
+        if self.burst_seconds >= self.duration_seconds:
             raise ValueError("burst must be shorter than duration")
         if self.kind == "http" and self.upload.enabled:
             raise ValueError("http drives (share links) are download only")
@@ -221,8 +222,8 @@ def ad_hoc_with(
             credentials=credentials,
             headers=parsed,
             connections=connections,
-            duration=duration_seconds,
-            burst=min(drive.burst, duration_seconds / 2),
+            duration_seconds=duration_seconds,
+            burst_seconds=min(drive.burst_seconds, duration_seconds / 2),
             upload=upload,
         )
     except ValueError as exc:

@@ -73,7 +73,8 @@ class SocketRecorder:
 def open_session(drive: DriveConfig, recorder: SocketRecorder) -> aiohttp.ClientSession:
     """A session for one drive: its timeouts, its headers, sockets recorded for uploads."""
     timeout = aiohttp.ClientTimeout(
-        sock_connect=drive.connect_timeout, sock_read=max(30.0, drive.connect_timeout)
+        sock_connect=drive.connect_timeout_seconds,
+        sock_read=max(30.0, drive.connect_timeout_seconds),
     )
     connector = aiohttp.TCPConnector(limit=0, socket_factory=recorder)
     return aiohttp.ClientSession(

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from netprobe.results import DIRECTIONS, Direction, new_id, utc_now_iso
+from netprobe.results import DIRECTIONS, Direction, Record
 from netprobe.units import format_rate, format_size
 
 GIBIBYTE = 1024**3
@@ -56,7 +56,7 @@ class DriveTransfer:
 
 
 @dataclass
-class DriveResult:
+class DriveResult(Record):
     """One probe of one drive account, run back to back with a line test (same `run_id`)."""
 
     drive: str
@@ -66,18 +66,10 @@ class DriveResult:
     download: DriveTransfer | None = None
     upload: DriveTransfer | None = None
     budget_bytes: int = 0
-    probe_id: str = ""
-    run_id: str = field(default_factory=new_id)
-    id: str = field(default_factory=new_id)
-    started_at: str = field(default_factory=utc_now_iso)
-    kind: str = "drive"
+    kind: str = field(default="drive", kw_only=True)
 
     def directions(self) -> list[DriveTransfer]:
         return [d for d in (self.download, self.upload) if d is not None]
-
-    def failed_reason(self) -> str | None:
-        """The first failure reason among the directions, if any failed."""
-        return next((d.reason for d in self.directions() if not d.ok), None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

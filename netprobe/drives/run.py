@@ -32,7 +32,6 @@ from netprobe.drives.adapter import (
     CHUNK_BYTES,
     AdapterFactory,
     Allowance,
-    BudgetReached,
     DriveAdapter,
     Meter,
     Redactor,
@@ -40,7 +39,7 @@ from netprobe.drives.adapter import (
 from netprobe.drives.classify import REFUSAL_REASONS, Evidence, classify
 from netprobe.drives.config import DriveConfig
 from netprobe.drives.result import GIBIBYTE, DriveResult, DriveTransfer
-from netprobe.errors import ConfigError, MeasurementError, TransportError
+from netprobe.errors import BudgetReached, ConfigError, MeasurementError, TransportError
 from netprobe.events import Event, NullSink, Sink
 from netprobe.measure.engine import bytes_at
 from netprobe.results import Direction, LineResult, StreamSeries
@@ -104,7 +103,7 @@ async def probe_drive(
         tier=drive.tier if drive.tier != "auto" else "unknown",
         group=drive.group,
         run_id=run_id,
-        budget_bytes=drive.budget,
+        budget_bytes=drive.max_bytes,
     )
     try:
         adapter = (adapters or _adapters())[drive.kind](drive, probe.redactor)
@@ -268,10 +267,10 @@ class _Probe:
                 progress = (now, total)
             elif now - progress[0] >= STALL_SECONDS:
                 raise TransportError(f"stalled: no data for {STALL_SECONDS:g} s", reason="stalled")
-            if now - started >= self.drive.time_limit:
+            if now - started >= self.drive.time_limit_seconds:
                 if phase.first_byte_at is None or until_seconds is None:
                     raise TransportError(
-                        f"not done within the time limit of {self.drive.time_limit:g} s",
+                        f"not done within the time limit of {self.drive.time_limit_seconds:g} s",
                         reason="timeout",
                     )
                 return
@@ -305,7 +304,7 @@ class _Probe:
         return phase
 
     def _remaining_budget(self) -> int:
-        return self.drive.budget - self.used_bytes
+        return self.drive.max_bytes - self.used_bytes
 
     def _download_budget(self) -> int:
         """What the download may use: the upload's share is kept, and the last chunk's overshoot."""
@@ -323,14 +322,14 @@ class _Probe:
         try:
             allowance = Allowance(self._download_budget())
             single = await self._run_phase(
-                "download", [Meter(self.clock, allowance)], repeatedly, drive.duration
+                "download", [Meter(self.clock, allowance)], repeatedly, drive.duration_seconds
             )
         except MeasurementError as exc:
             return self.failed("download", exc.reason, str(exc))
         if single.failures:
             failure = single.failures[0]
             return self.failed("download", failure.reason, str(failure), single)
-        steady, burst = single.rates(drive.burst)
+        steady, burst = single.rates(drive.burst_seconds)
         transfer = DriveTransfer(
             direction="download",
             ok=True,
@@ -347,13 +346,15 @@ class _Probe:
             allowance = Allowance(self._download_budget())
             meters = [Meter(self.clock, allowance) for _ in range(drive.connections)]
             try:
-                multi = await self._run_phase("download", meters, repeatedly, drive.duration)
+                multi = await self._run_phase(
+                    "download", meters, repeatedly, drive.duration_seconds
+                )
             except MeasurementError as exc:
                 transfer.error = self.redactor.scrub(f"{drive.connections} connections: {exc}")
             else:
                 transfer.bytes += multi.bytes
                 transfer.multi_connections = drive.connections
-                transfer.multi_bytes_per_second, _ = multi.rates(drive.burst)
+                transfer.multi_bytes_per_second, _ = multi.rates(drive.burst_seconds)
                 transfer.multi_refused = sum(f.reason in REFUSAL_REASONS for f in multi.failures)
                 other = [f for f in multi.failures if f.reason not in REFUSAL_REASONS]
                 if other:

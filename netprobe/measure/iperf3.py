@@ -14,10 +14,16 @@ import shutil
 from typing import Any
 from urllib.parse import urlsplit
 
-from netprobe.errors import MeasurementError, ProtocolError, ServerRefused, TransportError
+from netprobe.errors import (
+    MeasurementError,
+    ProtocolError,
+    RawSocketDenied,
+    ServerRefused,
+    TransportError,
+)
 from netprobe.events import Event, Sink
 from netprobe.measure.engine import EngineOptions
-from netprobe.measure.latency import RawSocketDenied, icmp_rtt
+from netprobe.measure.latency import icmp_rtt
 from netprobe.results import Direction, DirectionResult, Method, Server, StreamSeries
 
 DEFAULT_PORT = 5201

@@ -22,14 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from netprobe.errors import MeasurementError, TransportError
+from netprobe.errors import MeasurementError, RawSocketDenied, TransportError
 
 PingMethod = Literal["icmp", "tcp_syn", "tcp_connect"]
 NO_RAW_SOCKETS = "no CAP_NET_RAW for {wanted}: measured TCP connect time to port {port} instead"
-
-
-class RawSocketDenied(PermissionError):
-    """Raw sockets are not allowed here (no root, no CAP_NET_RAW)."""
 
 
 @dataclass

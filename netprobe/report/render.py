@@ -100,7 +100,7 @@ def make_report(request: ReportRequest, now: datetime | None = None) -> str:
         carried = records_for_report(request.input_path.read_text(encoding="utf-8"))
         records, head = carried.records, carried.head
     else:
-        from netprobe.store import open_named_store
+        from netprobe.config import open_named_store
 
         start, end = period_bounds(request.since, request.until, compliance.zone())
         store, _zone = open_named_store(request.config_path, None)
