@@ -218,3 +218,14 @@ def test_a_rotation_by_another_process_is_followed_by_the_running_writer(tmp_pat
     agent.close()
     records, head = full_export(tmp_path / "results.db")
     assert verify_export(records, head, {first_key}).count == 3
+
+
+def test_a_server_key_in_the_config_must_be_an_ed25519_public_key(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yml"
+    config.write_text(
+        "contract: {download: 100Mbit, upload: 40Mbit}\n"
+        "servers: [{url: 'http://198.18.0.2:8080', public_key: 'not-a-key'}]\n"
+    )
+    result = CliRunner().invoke(app, ["config", "check", str(config)])
+    assert result.exit_code == 2
+    assert "public_key: expected a base64 Ed25519 public key" in result.output
