@@ -546,6 +546,8 @@ def report_verify(
 ) -> None:
     """Check the chain, its signed head and the server receipts; exit 1 naming the first
     failure, 4 when all is intact but no trusted key was given (signer not pinned)."""
+    from collections import Counter
+
     from netprobe.compliance.evidence import EvidenceError, SignerNotPinned, key_fingerprint
     from netprobe.compliance.receipts import check_records
     from netprobe.console import error_line
@@ -569,12 +571,14 @@ def report_verify(
     except EvidenceError as exc:
         raise EvidenceError(f"{file}: {exc}") from None
     records = read_evidence(file.read_bytes().decode("utf-8", errors="replace")).records
-    contradicted = False
-    for record, direction, check in check_records(records, pinned):
-        if check.status != "none":
+    checks = [c for c in check_records(records, pinned) if c[2].status != "none"]
+    tally = Counter(c.describe() if c.status == "confirmed" else c.status for _r, _d, c in checks)
+    if tally:
+        typer.echo("receipts: " + ", ".join(f"{n} {what}" for what, n in sorted(tally.items())))
+    for record, direction, check in checks:
+        if check.status != "confirmed":
             typer.echo(f"seq {record['evidence']['seq']} {direction}: {check.describe()}")
-            contradicted = contradicted or check.failed
-    if contradicted:
+    if any(check.failed for _r, _d, check in checks):
         raise EvidenceError(f"{file}: a server receipt contradicts its record")
     typer.echo(
         _(

@@ -450,7 +450,7 @@ class Store:
                 "SELECT MIN(seq) FROM results WHERE started_at >= ?", (before,)
             ).fetchone()
             if row[0] is None:
-                return self.db.execute("DELETE FROM results").rowcount
+                return 0  # nothing newer to keep: a clock far ahead must not empty the store
             return self.db.execute("DELETE FROM results WHERE seq < ?", (row[0],)).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"cannot prune the results store {self.path}: {_why(exc)}") from None

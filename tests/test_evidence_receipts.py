@@ -96,8 +96,7 @@ def test_verify_catches_a_rate_edited_after_the_test(lab_tests: dict[str, Any]) 
         "--server-key", f"lab-1={lab_tests['server_key']}",
     )  # fmt: skip
     assert result.exit_code == EXIT_FAILED, result.output
-    assert "seq 1 download: confirmed by server lab-1" in result.stdout
-    assert "seq 1 upload: confirmed by server lab-1" in result.stdout
+    assert "receipts: 3 confirmed by server lab-1, 1 contradicted" in result.stdout
     assert "seq 2 download: contradicted: the record claims" in result.stdout
     assert "a server receipt contradicts its record" in result.stderr
 
