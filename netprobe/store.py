@@ -456,7 +456,13 @@ class Store:
             raise StoreError(f"cannot prune the results store {self.path}: {_why(exc)}") from None
 
     def close(self) -> None:
-        """Checkpoint the WAL into the database file and close."""
+        """Write the results kept in memory if the store takes them now, checkpoint the WAL
+        into the database file, and close."""
+        if self.pending:
+            with contextlib.suppress(StoreError):
+                self._writable()
+                self._insert_all(self.pending)
+                self.pending = []
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()

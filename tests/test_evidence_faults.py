@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -180,3 +181,55 @@ def test_an_agent_with_a_broken_key_and_a_leftover_mark_stays_up_and_says_so(
     with contextlib.closing(Store(tmp_path / "results.db")) as reopened:
         assert mark["id"] in [r["id"] for r in reopened.records()]
         assert verify_chain(reopened.records()).count >= 2
+
+
+@needs_root
+def test_an_agent_on_a_full_disk_keeps_serving_counts_the_bytes_and_keeps_the_result(
+    tmp_path: Path,
+) -> None:
+    with mounted(tmp_path / "state", "size=2m") as state:
+        config = write_config(
+            tmp_path,  # the configuration and the log outside the full file system
+            store={"path": str(state / "results.db")},
+            embedded_server={"host": "127.0.0.1", "port": 0, "download_rate": "40Mbit"},
+            measurement={"max_bytes": "8MB"},
+            budget={"monthly": "12MB"},
+            schedule={
+                "mean_interval": "2s",
+                "min_interval": "1s",
+                "max_interval": "3s",
+                "startup_delay": "2s",
+            },
+        )
+        agent = AgentProcess(config)
+        try:
+            filler = state / "filler"
+            with contextlib.suppress(OSError), filler.open("wb") as handle:
+                while True:  # fill the file system to its last byte
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            wait_for(
+                "the unstored result in the metrics",
+                lambda: agent.metrics().get("netprobe_store_unstored_results", 0) >= 1,
+            )
+            # Still serving; the bytes of the test that could not be stored count against the
+            # budget, so the next test is skipped rather than overshooting it.
+            wait_for(
+                "the budget skip",
+                lambda: (
+                    agent.metrics().get('netprobe_tests_skipped_total{reason="budget"}', 0) >= 1
+                ),
+            )
+            metrics = agent.metrics()
+            assert metrics["netprobe_data_used_bytes"] >= 8e6
+            assert metrics["netprobe_store_errors_total"] >= 1
+            assert agent.healthy()
+            assert "database or disk is full" in agent.log.read_text()
+            filler.unlink()  # space again: the result kept in memory is written at the stop
+        finally:
+            assert agent.stop() == 0
+        tests_run = len(re.findall(r"line test (ok|failed)", agent.log.read_text()))
+        with contextlib.closing(Store(state / "results.db")) as store:
+            records = store.records()
+            assert len(records) == tests_run >= 1  # records lost: 0
+            assert verify_chain(records).count == tests_run

@@ -211,7 +211,10 @@ async def measure_direction(
         return await _measure(run, clock)
     except MeasurementError as exc:
         run.emit("error", message=str(exc))
-        return DirectionResult.failed(transfer.direction, exc.reason, str(exc), method)
+        failed = DirectionResult.failed(transfer.direction, exc.reason, str(exc), method)
+        # No rate, but the bytes crossed the line all the same: the data budget counts them.
+        failed.total_bytes = run.totals[-1] if run.totals else 0
+        return failed
     finally:
         await run.cancel()
 
