@@ -224,6 +224,21 @@ def serve(
     rate: Annotated[
         str | None, typer.Option(help="Act as a line of DOWN/UP, e.g. 100M/20M (default: no cap)")
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections at most (also kept below the fd limit)")
+    ] = 512,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds a client has to send a request's headers")
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds an upload may send nothing before it is cut")
+    ] = 10.0,
+    access_log: Annotated[
+        str | None, typer.Option(help="Append one line per test to this file ('-': stderr)")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve Prometheus metrics at HOST:PORT/metrics")
+    ] = None,
     key: Annotated[
         Path | None,
         typer.Option(help="Sign a receipt for every test with this Ed25519 key (made if absent)"),
@@ -240,6 +255,9 @@ def serve(
         max_bytes_per_request=parse_size(max_request_bytes),
         max_request_seconds=max_request_seconds,
         max_tests=max_tests,
+        max_connections=max_connections,
+        header_timeout_seconds=header_timeout,
+        idle_body_timeout_seconds=idle_timeout,
         download_rate_bytes_per_second=rates.get("download"),
         upload_rate_bytes_per_second=rates.get("upload"),
     )
@@ -251,7 +269,22 @@ def serve(
         signer = ProbeKey.load(key) if key.exists() else ProbeKey.create(key)
         receipts = ReceiptBook(signer, name)
         typer.echo(f"signing receipts with key {signer.fingerprint}", err=True)
-    serve_forever(host, port, limits, receipts, announce=lambda line: typer.echo(line, err=True))
+    serve_forever(
+        host,
+        port,
+        limits,
+        announce=lambda line: typer.echo(line, err=True),
+        access_log=access_log,
+        metrics=_parse_listen(metrics, "--metrics") if metrics else None,
+        receipts=receipts,
+    )
+
+
+def _parse_listen(address: str, option: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{option} must be HOST:PORT, e.g. 127.0.0.1:9101, not {address!r}")
+    return host.strip("[]"), int(port)
 
 
 @app.command(epilog="Examples:  netprobe latency 192.0.2.1   ·   netprobe latency host --tcp 443")

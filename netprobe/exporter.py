@@ -42,12 +42,16 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from netprobe import __version__
 from netprobe.configschema import build
 from netprobe.errors import ConfigError, cannot_listen
+from netprobe.events import Event
 
 log = logging.getLogger(__name__)
 
 
 class MetricSource(Protocol):
-    """One area's metrics: fed each stored result, asked for its families at scrape time."""
+    """One area's metrics: a sink of run events (an `events.ResultObserver` is fed each
+    finished record through `observe`), asked for its families at scrape time."""
+
+    def emit(self, event: Event) -> None: ...
 
     def observe(self, record: dict[str, Any]) -> None: ...
 

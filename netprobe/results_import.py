@@ -355,8 +355,7 @@ def _netprobe_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
     for number, row in _csv_rows(text):
         key = row.get("id") or f"line-{number}"
-        first, joined = by_id.setdefault(key, (number, {"rows": []}))
-        joined["rows"].append((number, row))
+        by_id.setdefault(key, (number, {"rows": []}))[1]["rows"].append((number, row))
     yield from by_id.values()
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a Debian machine (root): the servers the tests
-# run for real (iperf3, Prometheus and promtool, Alertmanager and amtool, rclone, Chromium)
-# and the package with its test extras.
+# run for real (iperf3, Prometheus and promtool, Alertmanager and amtool, rclone, Chromium with
+# CJK fonts for the Chinese report), a C compiler for the lab's delay line, ping, and the
+# package with its test extras.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(iperf3 prometheus prometheus-alertmanager rclone shellcheck iproute2 chromium systemd libcap2-bin)
+packages=(iperf3 prometheus prometheus-alertmanager rclone shellcheck iproute2 chromium fonts-noto-cjk systemd libcap2-bin gcc libc6-dev iputils-ping)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,14 +17,15 @@ from lab import Lab, free_port, lab_unavailable
 
 @pytest.fixture
 def make_lab() -> Iterator[type[Lab]]:
-    """Build labs with `make_lab(down=..., up=...)`; skipped with a reason when not root."""
+    """Build labs with `make_lab(down=..., up=...)`, with distance through `rtt_ms=`, `loss=`,
+    `jitter_ms=` (see tests/lab.py); skipped with a reason when not root."""
     why = lab_unavailable()
     if why:
         pytest.skip(why)
     labs: list[Lab] = []
 
-    def build(down: str = "100Mbit", up: str | None = None) -> Lab:
-        lab = Lab(down, up).__enter__()
+    def build(down: str = "100Mbit", up: str | None = None, **distance: float) -> Lab:
+        lab = Lab(down, up, **distance).__enter__()  # type: ignore[arg-type]
         labs.append(lab)
         return lab
 

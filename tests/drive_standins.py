@@ -1,4 +1,4 @@
-"""Local stand-ins for cloud drives: the throttle shapes of METHOD.md §5 and Baidu's xpan API.
+"""Local stand-ins for cloud drives: the throttle shapes of docs/method.md §5 and Baidu's xpan API.
 
 One aiohttp app serves every shape under its own path, paced exactly, so the probe's figures
 can be checked against known caps:

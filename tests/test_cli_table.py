@@ -55,6 +55,12 @@ CASES: list[tuple[str, str, int]] = [
         2,
     ),
     (
+        "drive --url example.net/file.bin --kind http",
+        "netprobe: error: --url must be an http(s) URL such as https://host/file, not "
+        "'example.net/file.bin'",
+        2,
+    ),
+    (
         "latency 127.0.0.1 --icmp --tcp 80",
         "netprobe: error: --icmp and --tcp exclude each other",
         2,

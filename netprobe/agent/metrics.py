@@ -1,4 +1,4 @@
-"""The line and agent metric families (METHOD.md §6), produced at scrape time.
+"""The line and agent metric families (docs/method.md §6), produced at scrape time.
 
 `LineMetrics` is the metric source for line tests: the agent hands it every stored line
 result; it keeps the last figures and the counters. `AgentMetrics` reads the agent's own
@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from netprobe import __version__
+from netprobe.events import ResultObserver
 
 
 def epoch_seconds(iso: str) -> float:
@@ -36,7 +37,7 @@ def direction_outcome(record: dict[str, Any], part: dict[str, Any]) -> str:
     return "ok" if record.get("valid", True) else "invalid"
 
 
-class LineMetrics:
+class LineMetrics(ResultObserver):
     """Last valid rates, latencies, timestamps and the byte/second/test counters of line tests."""
 
     def __init__(self) -> None:
@@ -167,7 +168,7 @@ class AgentStatus:
     key_fingerprint: str = ""  # the probe key a reader pins (`netprobe evidence key`)
 
 
-class AgentMetrics:
+class AgentMetrics(ResultObserver):
     """The agent's own families; it observes nothing, the agent updates its status directly."""
 
     def __init__(self, status: AgentStatus) -> None:

@@ -31,7 +31,7 @@ from netprobe.secrets import Secret
 DriveKind = Literal["http", "webdav", "s3", "rclone", "baidu"]
 Tier = Literal["free", "paid", "auto"]
 
-# METHOD.md §5 suggested floors.
+# docs/method.md §5 suggested floors.
 CRITICAL_FLOOR_BYTES_PER_SECOND = 128 * 1024
 WARNING_FLOOR_BYTES_PER_SECOND = 1024 * 1024
 WARNING_LINE_SHARE = 0.05
@@ -89,7 +89,7 @@ class UploadConfig:
 
 @dataclass
 class Floors:
-    """Policy floors (METHOD.md §5): below `critical` is unusable, below `warning` is poor.
+    """Policy floors (docs/method.md §5): below `critical` is unusable, below `warning` is poor.
 
     Defaults: critical under 128 KiB/s; warning under 1 MiB/s or under 5 % of the line's rate
     measured just before. Each probe is judged on its own; "critical on 3 probes in a row" is
@@ -158,8 +158,6 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
     """
     if kind not in ("http", "webdav", "s3", "rclone"):
         raise ConfigError(f"--kind must be http, webdav, s3 or rclone, not {kind!r}")
-    if kind == "http":
-        return DriveConfig(name=name, kind="http", url=url)
     if kind == "rclone":
         remote, _, path = url.rpartition(":")
         if not remote or not path:
@@ -176,7 +174,9 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
         )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--url must be an http(s) URL, not {url!r}")
+        raise ConfigError(f"--url must be an http(s) URL such as https://host/file, not {url!r}")
+    if kind == "http":
+        return DriveConfig(name=name, kind="http", url=url)
     origin = f"{parts.scheme}://{parts.netloc}"
     path = parts.path
     if kind == "s3":

@@ -19,11 +19,13 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from netprobe.events import ResultObserver
+
 _DIRECTIONS = ("download", "upload")
 
 
-class DriveMetrics:
-    """A prometheus_client collector of the drive probe metrics (METHOD.md §6 names)."""
+class DriveMetrics(ResultObserver):
+    """A prometheus_client collector of the drive probe metrics (docs/method.md §6 names)."""
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, str], dict[str, Any]] = {}

@@ -2,7 +2,7 @@
 
 The agent calls `probe_drives` right after a line test, with that test's result and run id, so
 the drive and the line are measured back to back on the same WAN but never at the same time
-(METHOD.md §5):
+(docs/method.md §5):
 
     line = await measure_line(backend, ["download", "upload"], options)
     drives = await probe_drives(config.drives, line=line, run_id=line.run_id)
@@ -40,7 +40,7 @@ from netprobe.drives.classify import REFUSAL_REASONS, Evidence, classify
 from netprobe.drives.config import DriveConfig
 from netprobe.drives.result import GIBIBYTE, DriveResult, DriveTransfer
 from netprobe.errors import BudgetReached, ConfigError, MeasurementError, TransportError
-from netprobe.events import Event, NullSink, Sink
+from netprobe.events import Event, NullSink, Sink, result_event
 from netprobe.measure.engine import bytes_at
 from netprobe.results import Direction, LineResult, StreamSeries
 
@@ -75,14 +75,23 @@ async def probe_drives(
     run_id: str,
     sink: Sink | None = None,
     adapters: Mapping[str, AdapterFactory] | None = None,
+    probe_id: str = "",
 ) -> list[DriveResult]:
-    """Probe the drives one after another; free/paid pairs get their parity ratio."""
+    """Probe the drives one after another; free/paid pairs get their parity ratio.
+
+    Each probe's events go to `sink` as it runs; once the pairs are judged, one "result"
+    event per drive carries its finished record.
+    """
     table = adapters or _adapters()
     results = [
         await probe_drive(drive, line=line, run_id=run_id, sink=sink, adapters=table)
         for drive in drives
     ]
     _pair_free_with_paid(results)
+    for result in results:
+        result.probe_id = probe_id
+        if sink is not None:
+            sink.emit(result_event(result.to_dict()))
     return results
 
 

@@ -342,9 +342,15 @@ def _account(policy: str, line: list[dict[str, Any]], config: ComplianceConfig) 
             ).format(count=rules.per_day)
         else:
             why = _(
-                "not part of a campaign series: less than {minutes:g} min after the test "
-                "before it, or on a day that did not reach {count} measurements"
-            ).format(minutes=rules.spacing_seconds / 60, count=rules.per_day)
+                "not part of a campaign series: it breaks a spacing rule ({minutes:g} min "
+                "between tests, {hours:g} h after a day's {after}th), or its day did not reach "
+                "{count} measurements"
+            ).format(
+                minutes=rules.spacing_seconds / 60,
+                hours=rules.break_seconds / 3600,
+                after=rules.break_after,
+                count=rules.per_day,
+            )
         not_counted[ident] = why
     note = "" if finished else _("no complete campaign yet, so no test is judged")
     return PolicyAccount(policy, sorted(counted), not_counted, note)

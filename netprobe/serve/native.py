@@ -50,15 +50,15 @@ def add_routes(app: web.Application, state: ServerState) -> None:
     async def download(request: web.Request) -> web.StreamResponse:
         n_bytes = int_param(request, "bytes", low=0, high=state.limits.max_bytes_per_request)
         test_id = _test_id(request)
-        with state.admit(test_id):
+        with state.admit(request, "native", "download", test_id) as transfer:
             tally = tally_for(request, test_id, "download")
-            return await send_payload(request, state, n_bytes, on_chunk=tally)
+            return await send_payload(request, state, transfer, n_bytes, on_chunk=tally)
 
     async def upload(request: web.Request) -> web.Response:
         test_id = _test_id(request)
         stream = int_param(request, "stream", 0, low=0, high=state.limits.max_streams_per_test)
-        with state.admit(test_id):
-            origin = state.origin(test_id)
+        with state.admit(request, "native", "upload", test_id) as transfer:
+            origin = state.origin(transfer.client, test_id)
             arrived = time.monotonic() - origin
             t_seconds, counts = [arrived], [0]
             tally = tally_for(request, test_id, "upload")
@@ -75,7 +75,7 @@ def add_routes(app: web.Application, state: ServerState) -> None:
                     t_seconds.append(t)
                     counts.append(total)
 
-            received = await receive_body(request, state, on_chunk)
+            received = await receive_body(request, state, transfer, on_chunk)
         return web.json_response(
             {"stream": stream, "bytes": counts, "t_seconds": t_seconds, "received_bytes": received}
         )

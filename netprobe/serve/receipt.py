@@ -8,7 +8,7 @@ client asks, right after the test; the client stores the receipt inside its reco
     book = ReceiptBook(ProbeKey.load(Path("server.key")), name="lab-1")
     on_chunk = book.tally(test_id, "download", client="198.18.0.2")   # per request
     on_chunk(total_bytes, time.monotonic())                           # per chunk
-    receipt = book.receipt(test_id, "download")                      # signed dict, or None
+    receipt = book.receipt("198.18.0.2", test_id, "download")        # signed dict, or None
 
 GET /netprobe/v1/receipt?test=ID&direction=D answers the receipt; the server's public key is
 served at /.well-known/netprobe-key so that a reader can pin it.
@@ -64,7 +64,8 @@ class ReceiptBook:
     def __init__(self, key: ProbeKey, name: str = "") -> None:
         self.key = key
         self.name = name
-        self._tallies: dict[tuple[str, str], _Tally] = {}
+        # By client address too: a test id names a test only together with who ran it.
+        self._tallies: dict[tuple[str, str, str], _Tally] = {}
 
     def public_info(self) -> dict[str, str]:
         """What /.well-known/netprobe-key answers."""
@@ -80,11 +81,11 @@ class ReceiptBook:
         """The per-chunk callback of one request: (bytes so far in it, monotonic time)."""
         now = time.monotonic()
         self._expire(now)
-        tally = self._tallies.get((test_id, direction))
+        tally = self._tallies.get((client, test_id, direction))
         if tally is None:
             tally = _Tally(client, datetime.now(UTC), now, last_monotonic=now)
             tally.timeline.append((0.0, 0))
-            self._tallies[(test_id, direction)] = tally
+            self._tallies[(client, test_id, direction)] = tally
         tally.streams.add(stream)
         seen = 0
 
@@ -102,9 +103,9 @@ class ReceiptBook:
         while len(self._tallies) >= MAX_TALLIES:
             del self._tallies[next(iter(self._tallies))]
 
-    def receipt(self, test_id: str, direction: str) -> dict[str, Any] | None:
-        """The signed receipt of a test's direction, or None when the server saw none."""
-        tally = self._tallies.get((test_id, direction))
+    def receipt(self, client: str, test_id: str, direction: str) -> dict[str, Any] | None:
+        """The signed receipt of a client's test direction, or None when the server saw none."""
+        tally = self._tallies.get((client, test_id, direction))
         if tally is None:
             return None
         seconds = max(tally.last_monotonic - tally.first_monotonic, 0.0)
@@ -139,7 +140,9 @@ def add_routes(app: web.Application, book: ReceiptBook) -> None:
         return web.json_response(book.public_info())
 
     async def receipt(request: web.Request) -> web.Response:
-        signed = book.receipt(request.query.get("test", ""), request.query.get("direction", ""))
+        signed = book.receipt(
+            request.remote or "", request.query.get("test", ""), request.query.get("direction", "")
+        )
         if signed is None:
             raise web.HTTPNotFound(text="no such test seen by this server\n")
         return web.json_response(signed, headers={"Cache-Control": "no-store"})
