@@ -167,7 +167,6 @@ class AgentStatus:
     push_loop_failures: int = 0
     push_loop_error: str | None = None  # why the push loop is down now, if it is
     clock_plausible: bool = True
-
     unstored_results: int = 0  # results kept in memory because the store refused them
     key_fingerprint: str = ""  # the probe key a reader pins (`netprobe evidence key`)
 
