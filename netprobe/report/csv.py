@@ -56,6 +56,7 @@ COLUMNS = (
     "cpu_percent",
     "held_seconds",
     "hash",
+    "imported_from",
 )
 
 
@@ -71,6 +72,7 @@ def record_rows(
     if not isinstance(server, dict):
         server = {"url": server}
     evidence = record.get("evidence") or {}
+    source = record.get("source")
     base = {
         "seq": evidence.get("seq"),
         "id": record.get("id", ""),
@@ -95,6 +97,8 @@ def record_rows(
         "cpu_percent": conditions.get("cpu_percent"),
         "held_seconds": conditions.get("held_seconds"),
         "hash": evidence.get("hash", ""),
+        # A test measured by another tool says which (results import); empty for our own.
+        "imported_from": source.get("tool", "") if isinstance(source, dict) else "",
     }
     rows = []
     for direction in DIRECTIONS:
