@@ -593,8 +593,11 @@ def drive(
         int, typer.Option(min=1, max=16, help="Ad hoc: also measure N connections to classify")
     ] = 1,
     duration: Annotated[
-        float, typer.Option(min=2, max=600, help="Ad hoc: download seconds")
+        float, typer.Option(min=2, max=600, help="Ad hoc: seconds the steady rate must hold")
     ] = 10.0,
+    burst: Annotated[
+        float, typer.Option(min=0, max=600, help="Ad hoc: the longest burst to wait out, seconds")
+    ] = 25.0,
     upload: Annotated[
         str | None, typer.Option(help="Ad hoc: upload this much fresh data, e.g. 16MiB")
     ] = None,
@@ -604,7 +607,7 @@ def drive(
 ) -> None:
     """Measure cloud drives: the configured ones, or one file given by --url."""
     from netprobe.config import drives_named
-    from netprobe.console import error_line
+    from netprobe.console import ProgressSink, error_line
     from netprobe.drives.config import Credentials, ad_hoc, ad_hoc_with
     from netprobe.drives.result import describe
     from netprobe.drives.run import probe_drives
@@ -629,10 +632,12 @@ def drive(
                 headers=header or [],
                 connections=connections,
                 duration_seconds=duration,
+                burst_seconds=burst,
                 upload_bytes=parse_size(upload) if upload is not None else None,
             )
         ]
-    results = asyncio.run(probe_drives(drives, line=None, run_id=new_id()))
+    sink = None if as_json else ProgressSink()
+    results = asyncio.run(probe_drives(drives, line=None, run_id=new_id(), sink=sink))
     failed = False
     for result in results:
         if as_json:

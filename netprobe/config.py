@@ -37,10 +37,16 @@ DEFAULT_LISTEN = "0.0.0.0:9469"
 
 @dataclass
 class ExporterConfig:
-    """The `exporter:` section."""
+    """The `exporter:` section.
+
+    `enable_lifecycle` opens POST /-/reload (Prometheus' --web.enable-lifecycle): off by
+    default, since anyone who can reach the port could otherwise make the agent re-read its
+    files; SIGHUP always works.
+    """
 
     listen: str = DEFAULT_LISTEN
     web_config: str | None = None
+    enable_lifecycle: bool = False
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)

@@ -34,9 +34,10 @@ class HttpFace:
         ProcessCollector(registry=self.registry)
         app = build_app(
             self.registry,
-            reload=life.reload,
+            reload=life.reload if life.config.exporter.enable_lifecycle else None,
             probe_id=lambda: life.config.probe.id,
             auth=lambda: life.auth,
+            problems=life.status.problems,
         )
         tls = ssl_context(life.tls) if life.tls else None
         host, port = parse_listen(listen)

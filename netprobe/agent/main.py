@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from netprobe.agent.clock import wait_for_clock
 from netprobe.agent.face import HttpFace
 from netprobe.agent.gates import default_interface
 from netprobe.agent.lifecycle import Lifecycle
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from netprobe.push.pusher import Pusher
 
 log = logging.getLogger("netprobe.agent")
+
+PUSH_RETRY_MIN_SECONDS = 5.0
+PUSH_RETRY_MAX_SECONDS = 300.0
 
 
 class Agent:
@@ -138,7 +142,27 @@ class Agent:
         )
 
     async def push_forever(self) -> None:
-        """remote_write of this agent's own metrics, when `push:` is configured."""
+        """remote_write of this agent's own metrics, when `push:` is configured.
+
+        A loop that stops on an error (an outbox that cannot be opened, a full disk) is logged,
+        counted, shown by /-/healthy and restarted after a growing pause (5 s up to 5 min).
+        """
+        pause_seconds = PUSH_RETRY_MIN_SECONDS
+        while not self.stopping.is_set():
+            try:
+                await self.push_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.status.push_loop_failures += 1
+                self.status.push_loop_error = str(exc) or type(exc).__name__
+                log.error("push loop stopped, retrying in %.0f s: %s", pause_seconds, exc)
+                await self.sleep(pause_seconds)
+                pause_seconds = min(2 * pause_seconds, PUSH_RETRY_MAX_SECONDS)
+            else:
+                return
+
+    async def push_once(self) -> None:
         from netprobe.push.pusher import Pusher
 
         assert self.config.push is not None and self.store is not None
@@ -151,6 +175,7 @@ class Agent:
         )
         registry.register(self.pusher)
         try:
+            self.status.push_loop_error = None
             await self.pusher.run()
         finally:
             registry.unregister(self.pusher)
@@ -235,6 +260,10 @@ class Agent:
 
     async def run_one_cycle(self) -> None:
         assert self.store is not None
+        if not await wait_for_clock(self.status, now=lambda: datetime.now(UTC), sleep=self.sleep):
+            return
+        if self.stopping.is_set():
+            return
         target = self.targets[self.turn % len(self.targets)]
         self.turn += 1
         self.cycle_task = asyncio.ensure_future(self.cycle().run(target))

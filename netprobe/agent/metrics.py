@@ -164,6 +164,18 @@ class AgentStatus:
     reload_successful: bool = True
     reload_success_timestamp: float = 0.0
     store_errors: int = 0
+    push_loop_failures: int = 0
+    push_loop_error: str | None = None  # why the push loop is down now, if it is
+    clock_plausible: bool = True
+
+    def problems(self) -> list[str]:
+        """What keeps the agent from doing its job now, for /-/healthy."""
+        found = []
+        if self.push_loop_error is not None:
+            found.append(f"push: {self.push_loop_error}")
+        if not self.clock_plausible:
+            found.append("clock: not yet plausible (waiting for time sync)")
+        return found
 
 
 class AgentMetrics(ResultObserver):
@@ -235,4 +247,14 @@ class AgentMetrics(ResultObserver):
         )
         yield CounterMetricFamily(
             "netprobe_store_errors", "Failed writes to the results store.", value=s.store_errors
+        )
+        yield CounterMetricFamily(
+            "netprobe_push_loop_failures",
+            "Times the remote_write loop stopped on an error and was restarted.",
+            value=s.push_loop_failures,
+        )
+        yield GaugeMetricFamily(
+            "netprobe_clock_plausible",
+            "Whether the system clock is plausible (1); tests wait while it is not (0).",
+            value=1 if s.clock_plausible else 0,
         )

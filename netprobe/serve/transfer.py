@@ -16,7 +16,7 @@ from aiohttp import web
 
 from netprobe.serve.state import ServerState, Transfer
 
-_WRITE_CHUNK_BYTES = 1 << 20
+_WRITE_CHUNK_BYTES = 256 * 1024
 _PACED_CHUNK_BYTES = 64 * 1024
 # A vanished client: a reset, or aiohttp refusing to write to a closing transport.
 GONE = (ConnectionError, RuntimeError)
@@ -52,6 +52,8 @@ async def send_payload(
                     await pacer.take(chunk)
                 await response.write(view[offset : offset + chunk])
                 transfer.n_bytes += chunk
+                # A write to a fast socket never waits: give the other clients their turn.
+                await asyncio.sleep(0)
             await response.write_eof()
     except TimeoutError:
         transfer.outcome = "timeout"
