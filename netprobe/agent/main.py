@@ -38,7 +38,7 @@ from netprobe.agent.scheduler import Planner
 from netprobe.agent.sinks import LogSink, StoreSink
 from netprobe.config import AgentConfig, ServerConfig, load_config, parse_listen
 from netprobe.drives.metrics import DriveMetrics
-from netprobe.errors import ConfigError
+from netprobe.errors import ConfigError, StoreError
 from netprobe.events import Fanout, Sink, result_event
 from netprobe.exporter import MetricSource
 from netprobe.i18n import _
@@ -189,7 +189,14 @@ class Agent:
         self.store = Store(
             Path(config.store.path), Path(config.store.key_file) if config.store.key_file else None
         )
-        for record in self.store.recover_interrupted():
+        self.status.key_fingerprint = self.store.key_fingerprint() or ""
+
+        def not_recovered(exc: StoreError) -> None:
+            # The mark stays for the next start; the agent starts all the same.
+            self.status.store_errors += 1
+            log.error("%s", exc)
+
+        for record in self.store.recover_interrupted(not_recovered):
             log.warning(_("recorded test %s as aborted: the agent stopped during it"), record["id"])
             Fanout(self.sources).emit(result_event(record))  # stored already
         self.cycle().refresh_data_used()

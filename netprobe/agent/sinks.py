@@ -41,6 +41,8 @@ class StoreSink(ResultObserver):
         except StoreError as exc:
             self.status.store_errors += 1
             log.error("%s", exc)
+        # Kept in memory by the store until it takes them (full disk, read-only, key problem).
+        self.status.unstored_results = len(self.store.pending)
 
 
 class LogSink(ResultObserver):

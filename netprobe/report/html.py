@@ -239,7 +239,10 @@ def _identity(report: Report) -> str:
             for s in report.servers()
         ),
     )
-    keys = "<br>".join(f"<code>{escape(k)}</code>" for k in report.evidence.public_keys)
+    keys = "<br>".join(
+        f"<code>{escape(k)}</code> ({escape(_('fingerprint'))} <code>{escape(f)}</code>)"
+        for k, f in zip(report.evidence.public_keys, report.evidence.fingerprints, strict=True)
+    )
     unsealed = "<i>" + escape(_("none (records are not sealed)")) + "</i>"
     probe = escape(", ".join(report.probe_ids()) or _("unnamed"))
     probe_label, key_label = escape(_("Probe:")), escape(_("Ed25519 public key:"))
@@ -622,7 +625,7 @@ def _tests_table(report: Report) -> str:
             f"<td>{_direction_cell(record, 'download')}</td>"
             f"<td>{_direction_cell(record, 'upload')}</td>"
             f"<td>{validity}</td><td>{_conditions_cell(record)}</td>"
-            f"<td>{_server_cell(record)}</td>"
+            f"<td>{_server_cell(record)}{_receipt_cell(report, record)}</td>"
             f"<td><code>{escape(str(evidence.get('hash', ''))[:16])}</code></td></tr>"
         )
     head = "".join(
@@ -696,12 +699,26 @@ def _drives(report: Report) -> str:
     )
 
 
+def _receipt_cell(report: Report, record: dict[str, Any]) -> str:
+    """Per direction, whether the server's signed receipt confirms the figure."""
+    lines = []
+    for direction in ("download", "upload"):
+        check = report.receipt(record, direction)
+        if check.status == "none":
+            continue
+        css = "pass" if check.status == "confirmed" else "fail" if check.failed else "muted"
+        lines.append(
+            f'<br><span class="{css} receipt">{direction}: {escape(check.describe())}</span>'
+        )
+    return "".join(lines)
+
+
 def _evidence(report: Report) -> str:
     state = report.evidence
     if state.verified:
-        text = _("{count} records form an unbroken chain signed by the probe's key").format(
-            count=state.checked
-        )
+        text = _(
+            "{count} records form an unbroken chain signed by the probe's key {fingerprint}"
+        ).format(count=state.checked, fingerprint=", ".join(state.fingerprints))
         status = f'<span class="pass">✔ {escape(text)}</span>'
     else:
         text = _("not verified: {problem}").format(problem=state.problem or "")
@@ -711,14 +728,15 @@ def _evidence(report: Report) -> str:
         "records are embedded in this file. Check them with {verify}; the verdicts above are "
         "recomputed from them with {report}."
     ).format(
-        verify="<code>netprobe report verify THIS_FILE</code>",
+        verify="<code>netprobe report verify THIS_FILE --public-key KEY</code>",
         report="<code>netprobe report --input</code>",
     )
     return _h2("evidence", _("Evidence")) + f'<p id="evidence-state">{status}. {how}</p>'
 
 
 def _records_block(report: Report) -> str:
-    payload = json.dumps(report.records, separators=(",", ":"), ensure_ascii=False)
+    carried = {"export_head": report.export_head, "records": report.records}
+    payload = json.dumps(carried, separators=(",", ":"), ensure_ascii=False)
     # "<" never appears raw, so no record can close the script element early.
     payload = payload.replace("<", "\\u003c")
     return f'<script type="application/json" id="{EVIDENCE_SCRIPT_ID}">{payload}</script>'
