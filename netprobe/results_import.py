@@ -378,6 +378,8 @@ def _from_netprobe_csv(joined: Any, zone: tzinfo | None) -> dict[str, Any]:
         "probe_id": first.get("probe_id") or "",
         "idle_latency_seconds": _number(first, "idle_latency_seconds", required=False),
     }
+    if first.get("imported_from"):
+        record["source"] = {"tool": first["imported_from"], "format": "netprobe-csv"}
     for number, row in rows:
         direction = row.get("direction")
         if direction not in DIRECTIONS:

@@ -143,7 +143,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     measured = asyncio.run(lab_records())
     start = datetime(2026, 3, 2, tzinfo=UTC)
     synthetic = campaign(start, days=6, per_day=12, rng=random.Random(5))
-    key = ProbeKey.load_or_create(tmp_path_factory.mktemp("key") / "probe.key")
+    key = ProbeKey.create(tmp_path_factory.mktemp("key") / "probe.key")
     moved = [
         {**r, "started_at": (start + timedelta(days=7, hours=i)).isoformat()}
         for i, r in enumerate(measured)

@@ -59,6 +59,7 @@ COLUMNS = (
     "server_receipt",
     "probe_key_fingerprint",
     "hash",
+    "imported_from",
 )
 
 
@@ -74,6 +75,7 @@ def record_rows(
     if not isinstance(server, dict):
         server = {"url": server}
     evidence = record.get("evidence") or {}
+    source = record.get("source")
     base = {
         "seq": evidence.get("seq"),
         "id": record.get("id", ""),
@@ -101,6 +103,8 @@ def record_rows(
         if "public_key" in evidence
         else "",
         "hash": evidence.get("hash", ""),
+        # A test measured by another tool says which (results import); empty for our own.
+        "imported_from": source.get("tool", "") if isinstance(source, dict) else "",
     }
     rows = []
     for direction in DIRECTIONS:
