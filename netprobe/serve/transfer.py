@@ -28,8 +28,10 @@ async def send_payload(
     transfer: Transfer,
     n_bytes: int,
     headers: Mapping[str, str] | None = None,
+    on_chunk: Callable[[int, float], None] | None = None,
 ) -> web.StreamResponse:
-    """Answer with `n_bytes` of incompressible payload."""
+    """Answer with `n_bytes` of incompressible payload; report each chunk as (total bytes
+    sent, monotonic time)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/octet-stream",
@@ -54,6 +56,8 @@ async def send_payload(
                 transfer.n_bytes += chunk
                 # A write to a fast socket never waits: give the other clients their turn.
                 await asyncio.sleep(0)
+                if on_chunk is not None:
+                    on_chunk(transfer.n_bytes, time.monotonic())
             await response.write_eof()
     except TimeoutError:
         transfer.outcome = "timeout"
