@@ -25,7 +25,12 @@ from netprobe.serve.guard import (
     request_clock,
 )
 from netprobe.serve.receipt import ReceiptBook
-from netprobe.serve.state import PROTOCOL_NAMES, ServerLimits, ServerState
+from netprobe.serve.state import (
+    PROTOCOL_NAMES,
+    RESERVED_DESCRIPTORS,
+    ServerLimits,
+    ServerState,
+)
 
 # Each protocol module exposes add_routes(app, state); adding one is a line here.
 PROTOCOLS = {
@@ -42,6 +47,8 @@ _MAX_HEADERS = 32
 _MAX_HEADER_LINE_BYTES = 8190
 # After a response, a body the handler did not read is drained this long at most.
 _LINGER_SECONDS = 2.0
+# Fewer than this and a single speedtest-cli or browser test may not fit.
+MIN_USEFUL_CONNECTIONS = 16
 
 log = logging.getLogger("netprobe.serve")
 
@@ -157,6 +164,14 @@ async def _serve(
         from netprobe.serve.observe import start_metrics
 
         start_metrics(state, *metrics)
+    if state.limits.max_connections < MIN_USEFUL_CONNECTIONS:
+        log.warning(
+            "the descriptor limit (%d) leaves room for %d connections only: raise it "
+            "(systemd LimitNOFILE=, docker --ulimit nofile=) to at least %d",
+            descriptor_limit(),
+            state.limits.max_connections,
+            MIN_USEFUL_CONNECTIONS + RESERVED_DESCRIPTORS,
+        )
     log.info(
         "serving at most %d connections (descriptor limit %d), %d tests, %d transfers",
         state.limits.max_connections,
