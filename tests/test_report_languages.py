@@ -28,6 +28,7 @@ from test_report_html import CHROMIUM_FLAGS, DevTools, lab_records
 from netprobe.compliance.config import ComplianceConfig
 from netprobe.compliance.contract import Contract
 from netprobe.compliance.evidence import ProbeKey
+from netprobe.drives.result import DriveResult, DriveTransfer
 from netprobe.i18n import use_language
 from netprobe.report.document import Subscriber
 from netprobe.report.render import render_report
@@ -46,6 +47,7 @@ SECTIONS = (
     "over-time",
     "by-hour",
     "tests-head",
+    "drives",
     "evidence",
 )
 SUBSCRIBER = Subscriber(
@@ -146,7 +148,10 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
         {**r, "started_at": (start + timedelta(days=7, hours=i)).isoformat()}
         for i, r in enumerate(measured)
     ]
-    return seal(synthetic + moved, key)
+    drive = DriveResult(drive="pan-free", access="api", tier="free")
+    drive.download = DriveTransfer("download", True, bytes_per_second=90e3, floor="critical")
+    drive.started_at = (start + timedelta(days=7, hours=3)).isoformat()
+    return seal([*synthetic, *moved, drive.to_dict()], key)
 
 
 @pytest.mark.parametrize("language", ["en", "zh_CN"])

@@ -19,7 +19,7 @@ import speedtest
 from netprobe.measure.ndt7 import SUBPROTOCOL
 from netprobe.serve.app import bound_port, start_server
 from netprobe.serve.guard import Summarized
-from netprobe.serve.state import ServerLimits
+from netprobe.serve.state import ServerLimits, Shares, client_prefix
 
 
 @pytest.fixture
@@ -233,3 +233,17 @@ def test_repeated_errors_are_summarized_once_per_interval():
     logger.error("socket.accept() out of system resource", exc_info=flood)
     assert len(lines) == 2 and "Traceback" not in "".join(lines)
     assert "EMFILE" in lines[0] and "999 more like this" in lines[1]
+
+
+def test_clients_are_counted_by_address_and_by_their_24_or_56_prefix():
+    assert client_prefix("192.0.2.77") == "192.0.2.0/24"
+    assert client_prefix("::ffff:192.0.2.77") == "192.0.2.0/24"
+    assert client_prefix("2001:db8:1:2ff::1") == "2001:db8:1:200::/56"
+    shares = Shares("tests", total=10, per_address=2, per_prefix=3)
+    assert shares.take("192.0.2.1") is None and shares.take("192.0.2.1") is None
+    assert shares.take("192.0.2.1") == "tests_per_address"
+    assert shares.take("192.0.2.2") is None
+    assert shares.take("192.0.2.3") == "tests_per_prefix"
+    assert shares.take("198.51.100.1") is None  # another prefix is not held back
+    shares.give_back("192.0.2.1")
+    assert shares.take("192.0.2.3") is None and shares.in_use == 4

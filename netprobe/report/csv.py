@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import tzinfo
 from typing import Any, TextIO
 
+from netprobe.compliance.evidence import key_fingerprint
 from netprobe.compliance.series import parse_utc
 from netprobe.report.document import Report
 from netprobe.results import DIRECTIONS, Direction
@@ -55,6 +56,8 @@ COLUMNS = (
     "cross_traffic_during_bytes_per_second",
     "cpu_percent",
     "held_seconds",
+    "server_receipt",
+    "probe_key_fingerprint",
     "hash",
 )
 
@@ -94,6 +97,9 @@ def record_rows(
         ),
         "cpu_percent": conditions.get("cpu_percent"),
         "held_seconds": conditions.get("held_seconds"),
+        "probe_key_fingerprint": key_fingerprint(str(evidence["public_key"]))
+        if "public_key" in evidence
+        else "",
         "hash": evidence.get("hash", ""),
     }
     rows = []
@@ -147,5 +153,6 @@ def render(report: Report) -> str:
     for record in report.line_records():
         for row in record_rows(record, report.zone, theoretical):
             if row.get("direction"):
+                row["server_receipt"] = report.receipt(record, row["direction"]).describe()
                 writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return out.getvalue()
