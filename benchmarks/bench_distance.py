@@ -14,7 +14,8 @@ Each tool runs as a whole process, one direction at a time, as a user would run 
   configuration answered locally (`python -m netprobe.measure.ookla`).
 
 Columns: each tool's rate, its error against iperf3, the bytes each moved on the wire (both
-directions of the probe's interface) and the wall-clock seconds each took. The delay line's
+directions of the probe's interface), the wall-clock seconds each took, and netprobe's idle and
+loaded latency (the added round trip is the floor). The delay line's
 section: the most it carries (iperf3 -P 4 on an unshaped 4 ms link), its CPU at 100 Mbit/s and
 the packets it released late (more than 1 ms after due) while doing so.
 """
@@ -29,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -43,6 +45,7 @@ class Run:
     bytes_per_second: float
     wire_bytes: int
     seconds: float
+    report: dict[str, Any]
 
     @property
     def mbit(self) -> float:
@@ -57,7 +60,8 @@ def timed(lab: Lab, tool: str, argv: list[str], rate_of) -> Run:
     seconds, wire = time.monotonic() - start, lab.interface_bytes() - wire
     if done.returncode not in (0, 3):
         raise RuntimeError(f"{tool} failed: {(done.stdout + done.stderr).strip()[-300:]}")
-    return Run(tool, rate_of(json.loads(done.stdout)), wire, seconds)
+    report = json.loads(done.stdout)
+    return Run(tool, rate_of(report), wire, seconds, report)
 
 
 def measure(lab: Lab, url: str, direction: str) -> list[Run]:
@@ -122,8 +126,8 @@ def main() -> None:
     header = [
         "| link | direction | iperf3 Mbit/s | netprobe Mbit/s (error) "
         "| speedtest-cli Mbit/s (error) | MB moved iperf3 / netprobe / speedtest-cli "
-        "| seconds iperf3 / netprobe / speedtest-cli |",
-        "|---|---|---|---|---|---|---|",
+        "| seconds iperf3 / netprobe / speedtest-cli | netprobe latency idle / loaded ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in header:
         print(row, flush=True)
@@ -137,13 +141,17 @@ def main() -> None:
             lab.start_iperf3_server()
             for direction in ("download", "upload"):
                 iperf3, netprobe, speedtest = measure(lab, url, direction)
+                latency = netprobe.report["latency"]
+                idle_ms = latency["idle_seconds"] * 1e3
+                loaded_ms = latency["loaded_seconds"][direction] * 1e3
                 row = (
                     f"| {name} | {direction} | {iperf3.mbit:.1f} "
                     f"| {netprobe.mbit:.1f} ({netprobe.mbit / iperf3.mbit - 1:+.1%}) "
                     f"| {speedtest.mbit:.1f} ({speedtest.mbit / iperf3.mbit - 1:+.1%}) "
                     f"| {iperf3.wire_bytes / 1e6:.0f} / {netprobe.wire_bytes / 1e6:.0f} / "
                     f"{speedtest.wire_bytes / 1e6:.0f} "
-                    f"| {iperf3.seconds:.1f} / {netprobe.seconds:.1f} / {speedtest.seconds:.1f} |"
+                    f"| {iperf3.seconds:.1f} / {netprobe.seconds:.1f} / {speedtest.seconds:.1f} "
+                    f"| {idle_ms:.1f} / {loaded_ms:.1f} |"
                 )
                 print(row, flush=True)
                 rows.append(row)

@@ -35,9 +35,10 @@ def test_at_20_ms_idle_latency_is_the_round_trip_and_load_adds_a_queue(make_lab)
     lab.start_iperf3_server()
     result = speed(url, "--direction", "down")
     idle = result["latency"]["idle_seconds"]
-    # Never below the round trip. Within 1 ms of it on a quiet machine (bench_distance.py shows
-    # the figures); on a busy one both Python ends wait for a core, so the bound is looser.
-    assert 0.0198 <= idle <= 0.025, idle
+    # Never below the round trip, and one round trip, not two (a connection set up inside the
+    # timing would double it). Within about 1 ms on a quiet machine (bench_distance.py); on a
+    # busy one both Python ends wait for a core, hence the looser bound.
+    assert 0.0198 <= idle < 0.030, idle
     loaded = result["latency"]["loaded_seconds"]["download"]
     # The transfer's own queue at the bottleneck: about one more round trip with BBR.
     assert loaded > idle + 0.008, (loaded, idle)

@@ -2,7 +2,7 @@
 
 Why not aiohttp here: a download stream only needs to count body bytes. `recv_into` one
 reusable buffer and a byte counter cost a fraction of aiohttp's per-chunk `bytes` objects and
-stream-reader bookkeeping (benchmarks/bench_engine.py measures both), which matters on a
+stream-reader bookkeeping (benchmarks/bench_client.py measures both), which matters on a
 Raspberry Pi at 1 Gbit/s. Control requests (hello, results) go through the same code, so there
 is one HTTP stack on the client.
 

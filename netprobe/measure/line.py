@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from netprobe.errors import ConfigError, MeasurementError
-from netprobe.events import Sink
+from netprobe.events import Sink, result_event
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.latency import sample_while
 from netprobe.results import Direction, DirectionResult, LineResult, Server
@@ -95,6 +95,8 @@ async def measure_line(
                 result, direction, DirectionResult.failed(direction, exc.reason, str(exc), method)
             )
         result.outcome = "failed"
+        if sink is not None:
+            sink.emit(result_event(result.to_dict()))
         return result
     result = LineResult(server=server)
     try:
@@ -106,6 +108,8 @@ async def measure_line(
             await backend.close()
     if result.failed_reason() is not None:
         result.outcome = "failed"
+    if sink is not None:
+        sink.emit(result_event(result.to_dict()))
     return result
 
 
