@@ -47,7 +47,7 @@ async def test_a_cancelled_test_leaves_no_orphaned_errors(served, direction):
 @pytest.mark.parametrize("direction", ["download", "upload"])
 async def test_a_budget_spent_in_warm_up_fails_cleanly(served, direction):
     backend, orphans = served
-    result = await backend.measure(direction, EngineOptions(streams=4, max_bytes=50_000_000))
+    result = await backend.measure(direction, EngineOptions(streams=4, max_bytes=5_000_000))
     await settle()
     assert not result.ok and result.reason == "budget"
     assert orphans == []
