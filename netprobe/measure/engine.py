@@ -45,7 +45,7 @@ class ByteCounter:
     set, gives (RTT under load, minimum RTT) seconds: whether a queue stands at the bottleneck.
     """
 
-    __slots__ = ("by_kernel", "bytes", "peak", "rtts", "source")
+    __slots__ = ("by_kernel", "bytes", "peak", "rtts", "source", "wire_bytes")
 
     def __init__(self) -> None:
         self.bytes = 0
@@ -53,9 +53,18 @@ class ByteCounter:
         self.rtts: Callable[[], tuple[float, float] | None] | None = None
         self.by_kernel = False  # the last read came from the kernel's count
         self.peak = 0
+        self.wire_bytes: int | None = None  # what the stream put on the line, told at its end
 
     def add(self, n: int) -> None:
         self.bytes += n
+
+    def moved(self) -> int:
+        """What this stream put on the line, for quotas and the cross-traffic gate: an upload's
+        bytes still queued at the stop cross the link after it and are the test's own. Without
+        the kernel's figure, everything written (an upper bound)."""
+        if self.wire_bytes is not None:
+            return max(self.wire_bytes, self.peak)
+        return max(self.bytes, self.peak)
 
     def read(self) -> int:
         """The count so far; it never goes back (a retransmission timeout makes the kernel
@@ -275,7 +284,7 @@ async def measure_direction(
         failed = DirectionResult.failed(
             transfer.direction, exc.reason, str(exc), run.method("receiver")
         )
-        failed.total_bytes = run.totals[-1] if run.totals else 0
+        failed.total_bytes = sum(c.moved() for c in run.counters)
         failed.streams = len(run.tasks)
         failed.duration_seconds = clock() - run.start
         failed.cpu_seconds = time.process_time() - run.cpu_start
@@ -393,7 +402,10 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
         warmup_seconds=warmup_end,
         window_seconds=window_seconds,
         duration_seconds=stop_seconds,
-        total_bytes=round(sum(s.bytes[-1] for s in series if s.bytes)),
+        total_bytes=max(
+            round(sum(s.bytes[-1] for s in series if s.bytes)),
+            sum(c.moved() for c in run.counters),
+        ),
         streams=len(run.tasks),
         samples=series,
         method=run.method(measured_at),

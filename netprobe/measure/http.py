@@ -13,6 +13,7 @@ is one HTTP stack on the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import struct
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from netprobe.errors import ProtocolError, TransportError
 
 _RECV_BUFFER_BYTES = 1 << 20
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets, unsent data dropped
 _MAX_HEADER_BYTES = 64 * 1024
 # A download stream wakes the event loop only once this much has arrived (SO_RCVLOWAT): a
 # quarter of the wake-ups and half the CPU per byte at 100 Mbit/s. Progress is sampled from
@@ -33,8 +35,10 @@ _DOWNLOAD_LOWAT_BYTES = 128 * 1024
 # struct tcp_info (linux/tcp.h), the fields we read: tcpi_snd_mss (u32 at byte 16),
 # tcpi_sacked (u32 segments at 28), tcpi_rtt (u32 µs at 68), tcpi_rcv_rtt (u32 µs at 92),
 # tcpi_bytes_acked and tcpi_bytes_received (u64 at 120 and 128, Linux >= 4.1), tcpi_min_rtt
-# (u32 µs at 148, Linux >= 4.6).
+# (u32 µs at 148, Linux >= 4.6), tcpi_bytes_sent (u64 at 200, retransmissions included, Linux
+# >= 4.19; read only when a stream ends).
 _TCP_INFO = struct.Struct("=16xI8xI36xI20xI24xQQ12xI")
+_TCP_INFO_SENT = struct.Struct("=200xQ")
 _TCP_INFO_BYTES = _TCP_INFO.size
 
 
@@ -381,6 +385,19 @@ class Connection:
         info = self.tcp_info()
         return None if info is None else max(0, info.received_bytes - self._protocol.head_bytes)
 
+    def sent_payload(self) -> int | None:
+        """Request payload bytes put on the line so far (retransmissions included)."""
+        sock = self._transport.get_extra_info("socket")
+        if sock is None or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SENT.size)
+        except OSError:
+            return None
+        if len(info) < _TCP_INFO_SENT.size:
+            return None
+        return max(0, _TCP_INFO_SENT.unpack(info)[0] - self.sent_overhead_bytes)
+
     def sending_rtts(self) -> tuple[float, float] | None:
         """(RTT under load, minimum RTT) seconds while we send (upload)."""
         info = self.tcp_info()
@@ -407,7 +424,12 @@ class Connection:
         )
 
     def abort(self) -> None:
-        """Drop the connection at once (ends a download early)."""
+        """Drop the connection at once: a reset, and what our socket buffer still holds is
+        discarded rather than sent after us (a plain close would let the kernel drain it)."""
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self._transport.abort()
 
     async def close(self) -> None:

@@ -69,7 +69,10 @@ async def upload_loop(
             path, payload, lambda: not stop.is_set() and counter.bytes - start < cap, counter.add
         )
 
-    await _until_stopped(post, "the upload", stop)
+    try:
+        await _until_stopped(post, "the upload", stop)
+    finally:
+        counter.wire_bytes = conn.sent_payload()
 
 
 async def _until_stopped(
