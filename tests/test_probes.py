@@ -434,16 +434,11 @@ def wheelhouse(docker_context: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.slow
 def test_dockerfile_install_steps_build_an_agent_that_passes_the_healthcheck(
-    docker_context: Path, tmp_path: Path
+    docker_context: Path, wheelhouse: Path, tmp_path: Path
 ) -> None:
     scripts = docker_context / "probes" / "docker"
-    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
-    clean_env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    subprocess.run(
-        ["sh", str(scripts / "build-wheels.sh"), str(docker_context), str(wheels)],
-        check=True,
-        env=clean_env,
-    )
+    wheels, venv = wheelhouse, tmp_path / "venv"  # build-wheels.sh's output, made once
+    clean_env = CLEAN_ENV
     built = {w.name.split("-")[0].lower() for w in wheels.glob("*.whl")}
     pinned = {
         line.split("==")[0].lower() for line in (wheels / "debian-pins.txt").read_text().split()
@@ -454,6 +449,7 @@ def test_dockerfile_install_steps_build_an_agent_that_passes_the_healthcheck(
     subprocess.run(
         ["sh", str(scripts / "install-venv.sh"), str(wheels), str(venv)], check=True, env=clean_env
     )
+    assert not (venv / "bin" / "pip").exists()  # pip ran from its wheel and was not kept
 
     port = free_port()
     config = yaml.safe_load((scripts / "agent.yml").read_text())
