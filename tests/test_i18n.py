@@ -15,7 +15,7 @@ from netprobe import i18n
 from netprobe.i18n import _, read_po, resolve, use_language
 
 CATALOGUE = Path(i18n.__file__).parent / "zh_CN" / "netprobe.po"
-PLACEHOLDER = re.compile(r"\{[^{}]*\}|%s")
+PLACEHOLDER = re.compile(r"\{[^{}]*\}|%[-.\d]*[sdf]")
 
 
 def extracted_messages() -> set[str]:
@@ -25,7 +25,7 @@ def extracted_messages() -> set[str]:
     root = Path(i18n.__file__).parent.parent
     for path in root.rglob("*.py"):
         with path.open("rb") as handle:
-            for _line, _function, message, _comments in extract.extract(
+            for _line, message, _comments, _context in extract.extract(
                 "python", handle, keywords={"_": None, "N_": None, "ngettext": (1, 2)}
             ):
                 text = (
@@ -116,7 +116,7 @@ def test_the_cli_speaks_the_locale(tmp_path: Path) -> None:
 
 
 def test_the_agent_log_line_is_translated() -> None:
-    from netprobe.agent.run import describe
+    from netprobe.agent.sinks import describe_line
     from netprobe.results import DirectionResult, LineResult, Method, Server
 
     result = LineResult(server=Server(url="http://192.0.2.1:8080"))
@@ -125,7 +125,7 @@ def test_the_agent_log_line_is_translated() -> None:
     result.outcome, result.valid, result.invalid_reason = "failed", False, "failed"
     try:
         use_language("zh_CN")
-        line = describe(result)
+        line = describe_line(result.to_dict())
     finally:
         use_language("en")
     assert line == "线路测速失败：下载 100.0 Mbit/s, 上传 失败：timed out；无效（failed）"

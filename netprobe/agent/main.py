@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from netprobe.agent.clock import wait_for_clock
 from netprobe.agent.face import HttpFace
 from netprobe.agent.gates import default_interface
 from netprobe.agent.lifecycle import Lifecycle
@@ -37,15 +38,19 @@ from netprobe.agent.scheduler import Planner
 from netprobe.agent.sinks import LogSink, StoreSink
 from netprobe.config import AgentConfig, ServerConfig, load_config, parse_listen
 from netprobe.drives.metrics import DriveMetrics
-from netprobe.errors import ConfigError
+from netprobe.errors import ConfigError, StoreError
 from netprobe.events import Fanout, Sink, result_event
 from netprobe.exporter import MetricSource
+from netprobe.i18n import _
 from netprobe.store import Store
 
 if TYPE_CHECKING:
     from netprobe.push.pusher import Pusher
 
 log = logging.getLogger("netprobe.agent")
+
+PUSH_RETRY_MIN_SECONDS = 5.0
+PUSH_RETRY_MAX_SECONDS = 300.0
 
 
 class Agent:
@@ -137,7 +142,27 @@ class Agent:
         )
 
     async def push_forever(self) -> None:
-        """remote_write of this agent's own metrics, when `push:` is configured."""
+        """remote_write of this agent's own metrics, when `push:` is configured.
+
+        A loop that stops on an error (an outbox that cannot be opened, a full disk) is logged,
+        counted, shown by /-/healthy and restarted after a growing pause (5 s up to 5 min).
+        """
+        pause_seconds = PUSH_RETRY_MIN_SECONDS
+        while not self.stopping.is_set():
+            try:
+                await self.push_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.status.push_loop_failures += 1
+                self.status.push_loop_error = str(exc) or type(exc).__name__
+                log.error("push loop stopped, retrying in %.0f s: %s", pause_seconds, exc)
+                await self.sleep(pause_seconds)
+                pause_seconds = min(2 * pause_seconds, PUSH_RETRY_MAX_SECONDS)
+            else:
+                return
+
+    async def push_once(self) -> None:
         from netprobe.push.pusher import Pusher
 
         assert self.config.push is not None and self.store is not None
@@ -150,6 +175,7 @@ class Agent:
         )
         registry.register(self.pusher)
         try:
+            self.status.push_loop_error = None
             await self.pusher.run()
         finally:
             registry.unregister(self.pusher)
@@ -163,8 +189,15 @@ class Agent:
         self.store = Store(
             Path(config.store.path), Path(config.store.key_file) if config.store.key_file else None
         )
-        for record in self.store.recover_interrupted():
-            log.warning("recorded test %s as aborted: the agent stopped during it", record["id"])
+        self.status.key_fingerprint = self.store.key_fingerprint() or ""
+
+        def not_recovered(exc: StoreError) -> None:
+            # The mark stays for the next start; the agent starts all the same.
+            self.status.store_errors += 1
+            log.error("%s", exc)
+
+        for record in self.store.recover_interrupted(not_recovered):
+            log.warning(_("recorded test %s as aborted: the agent stopped during it"), record["id"])
             Fanout(self.sources).emit(result_event(record))  # stored already
         self.cycle().refresh_data_used()
         self.start_compliance()
@@ -196,7 +229,7 @@ class Agent:
             for runner in reversed(runners):
                 await runner.cleanup()
             self.store.close()
-            log.info("stopped; store closed")
+            log.info(_("stopped; store closed"))
 
     def planner(self) -> Planner:
         assert self.store is not None
@@ -213,7 +246,7 @@ class Agent:
     async def schedule_loop(self) -> None:
         delay = self.planner().first_delay(datetime.now(UTC))
         while not self.stopping.is_set():
-            log.info("next test in %.0f s", delay)
+            log.info(_("next test in %.0f s"), delay)
             await self.sleep(delay)
             if self.stopping.is_set():
                 return
@@ -234,6 +267,10 @@ class Agent:
 
     async def run_one_cycle(self) -> None:
         assert self.store is not None
+        if not await wait_for_clock(self.status, now=lambda: datetime.now(UTC), sleep=self.sleep):
+            return
+        if self.stopping.is_set():
+            return
         target = self.targets[self.turn % len(self.targets)]
         self.turn += 1
         self.cycle_task = asyncio.ensure_future(self.cycle().run(target))

@@ -164,6 +164,20 @@ class AgentStatus:
     reload_successful: bool = True
     reload_success_timestamp: float = 0.0
     store_errors: int = 0
+    push_loop_failures: int = 0
+    push_loop_error: str | None = None  # why the push loop is down now, if it is
+    clock_plausible: bool = True
+    unstored_results: int = 0  # results kept in memory because the store refused them
+    key_fingerprint: str = ""  # the probe key a reader pins (`netprobe evidence key`)
+
+    def problems(self) -> list[str]:
+        """What keeps the agent from doing its job now, for /-/healthy."""
+        found = []
+        if self.push_loop_error is not None:
+            found.append(f"push: {self.push_loop_error}")
+        if not self.clock_plausible:
+            found.append("clock: not yet plausible (waiting for time sync)")
+        return found
 
 
 class AgentMetrics(ResultObserver):
@@ -236,3 +250,26 @@ class AgentMetrics(ResultObserver):
         yield CounterMetricFamily(
             "netprobe_store_errors", "Failed writes to the results store.", value=s.store_errors
         )
+        yield CounterMetricFamily(
+            "netprobe_push_loop_failures",
+            "Times the remote_write loop stopped on an error and was restarted.",
+            value=s.push_loop_failures,
+        )
+        yield GaugeMetricFamily(
+            "netprobe_clock_plausible",
+            "Whether the system clock is plausible (1); tests wait while it is not (0).",
+            value=1 if s.clock_plausible else 0,
+        )
+        yield GaugeMetricFamily(
+            "netprobe_store_unstored_results",
+            "Results the store refused (full disk, read-only, key problem), kept to write later.",
+            value=s.unstored_results,
+        )
+        if s.key_fingerprint:
+            key = GaugeMetricFamily(
+                "netprobe_evidence_key_info",
+                "Fingerprint of the probe key that signs the results.",
+                labels=["fingerprint"],
+            )
+            key.add_metric([s.key_fingerprint], 1)
+            yield key
