@@ -258,6 +258,7 @@ def test_openwrt_store_copy_to_flash_is_consistent_bounded_and_restored(tmp_path
     ram, flash = tmp_path / "ram", tmp_path / "flash"
     ram.mkdir()
     (ram / "probe-id").write_text("router-7\n")
+    (ram / "baidu-token.json").write_text("{}")  # a rotated drive token, say
     store = sqlite3.connect(ram / "results.db")
     store.execute("PRAGMA journal_mode=WAL")
     store.execute("CREATE TABLE t (n INTEGER)")
@@ -271,6 +272,7 @@ def test_openwrt_store_copy_to_flash_is_consistent_bounded_and_restored(tmp_path
     once()
     assert sqlite_rows(flash / "results.db") == list(range(100))
     assert (flash / "probe-id").read_text() == "router-7\n"
+    assert (flash / "baidu-token.json").exists() and not (flash / "results.db-wal").exists()
     written = (flash / "results.db").stat().st_mtime_ns
     time.sleep(0.05)
     once()  # nothing changed: nothing written to flash
@@ -287,6 +289,7 @@ def test_openwrt_store_copy_to_flash_is_consistent_bounded_and_restored(tmp_path
     subprocess.run(["sh", str(persist), "restore", str(fresh), str(flash)], check=True, env=env)
     assert sqlite_rows(fresh / "results.db") == list(range(101))
     assert (fresh / "probe-id").read_text() == "router-7\n"
+    assert sorted(p.name for p in fresh.iterdir()) == ["baidu-token.json", "probe-id", "results.db"]
     (flash / "probe-id").write_text("other\n")
     subprocess.run(["sh", str(persist), "restore", str(fresh), str(flash)], check=True, env=env)
     assert (fresh / "probe-id").read_text() == "router-7\n"
