@@ -407,7 +407,7 @@ async def test_failures_have_reasons_and_never_show_secrets(
     monkeypatch.setenv("NETPROBE_TEST_TOKEN", ACCESS_TOKEN)
     sink = Recorder()
     async with standin(Shapes(rate=STANDIN_RATE, refresh_expired=True)) as (url, _):
-        short = {"duration": 2.0}
+        short = {"duration_seconds": 2.0}
         expired_http = drive("expired", "http", f"{url}/expired/big.bin", **short)
         expired_http.credentials.token = Secret(env="NETPROBE_TEST_TOKEN")
         drives = [

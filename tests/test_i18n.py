@@ -116,7 +116,7 @@ def test_the_cli_speaks_the_locale(tmp_path: Path) -> None:
 
 
 def test_the_agent_log_line_is_translated() -> None:
-    from netprobe.agent.run import describe
+    from netprobe.agent.sinks import describe_line
     from netprobe.results import DirectionResult, LineResult, Method, Server
 
     result = LineResult(server=Server(url="http://192.0.2.1:8080"))
@@ -125,7 +125,7 @@ def test_the_agent_log_line_is_translated() -> None:
     result.outcome, result.valid, result.invalid_reason = "failed", False, "failed"
     try:
         use_language("zh_CN")
-        line = describe(result)
+        line = describe_line(result.to_dict())
     finally:
         use_language("en")
     assert line == "线路测速失败：下载 100.0 Mbit/s, 上传 失败：timed out；无效（failed）"
