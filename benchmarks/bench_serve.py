@@ -176,9 +176,9 @@ def main() -> None:
         raise SystemExit("the benchmark's clients are curl processes: apt-get install curl")
     print(
         "| server | concurrent tests | aggregate Gbit/s | server CPU s/GB | p99 first byte ms "
-        "| Jain's index |"
+        "| Jain's index | failed |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     port = free_port()
     serve = [
         sys.executable,

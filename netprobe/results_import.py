@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from netprobe.compliance.evidence import HEAD_TAG
 from netprobe.errors import ConfigError
 from netprobe.results import DIRECTIONS, DirectionResult, LineResult, Method, Server
 
@@ -142,9 +143,12 @@ def _json_lines(text: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, _Unreadable(f"not JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not (isinstance(value, dict) and HEAD_TAG in value):  # an export's signed head
+            yield number, value
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
@@ -374,6 +378,8 @@ def _from_netprobe_csv(joined: Any, zone: tzinfo | None) -> dict[str, Any]:
         "probe_id": first.get("probe_id") or "",
         "idle_latency_seconds": _number(first, "idle_latency_seconds", required=False),
     }
+    if first.get("imported_from"):
+        record["source"] = {"tool": first["imported_from"], "format": "netprobe-csv"}
     for number, row in rows:
         direction = row.get("direction")
         if direction not in DIRECTIONS:

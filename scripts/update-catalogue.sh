@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 template=$(mktemp --suffix=.pot)
 trap 'rm -f "$template"' EXIT
 pybabel extract -k _ -k N_ -k ngettext:1,2 --no-wrap --no-location -o "$template" netprobe
-pybabel update --no-wrap --omit-header --no-fuzzy-matching -l zh_CN -D netprobe \
+pybabel update --no-wrap --no-fuzzy-matching -l zh_CN -D netprobe \
     -i "$template" -o netprobe/i18n/zh_CN/netprobe.po

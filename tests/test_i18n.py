@@ -15,7 +15,7 @@ from netprobe import i18n
 from netprobe.i18n import _, read_po, resolve, use_language
 
 CATALOGUE = Path(i18n.__file__).parent / "zh_CN" / "netprobe.po"
-PLACEHOLDER = re.compile(r"\{[^{}]*\}|%s")
+PLACEHOLDER = re.compile(r"\{[^{}]*\}|%[-.\d]*[sdf]")
 
 
 def extracted_messages() -> set[str]:
@@ -25,7 +25,7 @@ def extracted_messages() -> set[str]:
     root = Path(i18n.__file__).parent.parent
     for path in root.rglob("*.py"):
         with path.open("rb") as handle:
-            for _line, _function, message, _comments in extract.extract(
+            for _line, message, _comments, _context in extract.extract(
                 "python", handle, keywords={"_": None, "N_": None, "ngettext": (1, 2)}
             ):
                 text = (

@@ -28,6 +28,7 @@ from test_report_html import CHROMIUM_FLAGS, DevTools, lab_records
 from netprobe.compliance.config import ComplianceConfig
 from netprobe.compliance.contract import Contract
 from netprobe.compliance.evidence import ProbeKey
+from netprobe.drives.result import DriveResult, DriveTransfer
 from netprobe.i18n import use_language
 from netprobe.report.document import Subscriber
 from netprobe.report.render import render_report
@@ -46,6 +47,7 @@ SECTIONS = (
     "over-time",
     "by-hour",
     "tests-head",
+    "drives",
     "evidence",
 )
 SUBSCRIBER = Subscriber(
@@ -141,12 +143,15 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     measured = asyncio.run(lab_records())
     start = datetime(2026, 3, 2, tzinfo=UTC)
     synthetic = campaign(start, days=6, per_day=12, rng=random.Random(5))
-    key = ProbeKey.load_or_create(tmp_path_factory.mktemp("key") / "probe.key")
+    key = ProbeKey.create(tmp_path_factory.mktemp("key") / "probe.key")
     moved = [
         {**r, "started_at": (start + timedelta(days=7, hours=i)).isoformat()}
         for i, r in enumerate(measured)
     ]
-    return seal(synthetic + moved, key)
+    drive = DriveResult(drive="pan-free", access="api", tier="free")
+    drive.download = DriveTransfer("download", True, bytes_per_second=90e3, floor="critical")
+    drive.started_at = (start + timedelta(days=7, hours=3)).isoformat()
+    return seal([*synthetic, *moved, drive.to_dict()], key)
 
 
 @pytest.mark.parametrize("language", ["en", "zh_CN"])

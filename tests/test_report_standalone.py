@@ -96,3 +96,25 @@ def test_every_test_a_policy_did_not_count_says_why() -> None:
     html = report(records, "html")
     assert isinstance(html, str)
     assert "beyond the day&#x27;s 10 campaign measurements" in html
+
+
+def test_cloud_drive_probes_are_shown_with_the_free_tier_floor_in_chinese() -> None:
+    from netprobe.drives.result import DriveResult, DriveTransfer
+    from netprobe.i18n import use_language
+
+    drive = DriveResult(drive="baidu-free", access="api", tier="free")
+    drive.download = DriveTransfer("download", True, bytes_per_second=60e3, floor="critical")
+    drive.started_at = "2026-03-02T12:00:00+00:00"
+    records = [record("2026-03-02T10:00"), drive.to_dict()]
+    english = report(records, "html")
+    assert isinstance(english, str)
+    assert "baidu-free" in english and "480.0 kbit/s" in english and ">critical<" in english
+    try:
+        use_language("zh_CN")
+        chinese = report(records, "html")
+    finally:
+        use_language("en")
+    assert isinstance(chinese, str)
+    assert "网盘：账户单连接实际获得的速率" in chinese
+    assert "免费用户" in chinese and "严重（不可用）" in chinese
+    assert '<html lang="zh-CN">' in chinese

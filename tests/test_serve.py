@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import logging
 import re
 import tempfile
@@ -19,7 +20,8 @@ import speedtest
 from netprobe.measure.ndt7 import SUBPROTOCOL
 from netprobe.serve.app import bound_port, start_server
 from netprobe.serve.guard import Summarized
-from netprobe.serve.state import ServerLimits
+from netprobe.serve.observe import AccessLog
+from netprobe.serve.state import ServerLimits, Shares, Transfer, client_prefix
 
 
 @pytest.fixture
@@ -233,3 +235,35 @@ def test_repeated_errors_are_summarized_once_per_interval():
     logger.error("socket.accept() out of system resource", exc_info=flood)
     assert len(lines) == 2 and "Traceback" not in "".join(lines)
     assert "EMFILE" in lines[0] and "999 more like this" in lines[1]
+
+
+def test_clients_are_counted_by_address_and_by_their_24_or_56_prefix():
+    assert client_prefix("192.0.2.77") == "192.0.2.0/24"
+    assert client_prefix("::ffff:192.0.2.77") == "192.0.2.0/24"
+    assert client_prefix("2001:db8:1:2ff::1") == "2001:db8:1:200::/56"
+    shares = Shares("tests", total=10, per_address=2, per_prefix=3)
+    assert shares.take("192.0.2.1") is None and shares.take("192.0.2.1") is None
+    assert shares.take("192.0.2.1") == "tests_per_address"
+    assert shares.take("192.0.2.2") is None
+    assert shares.take("192.0.2.3") == "tests_per_prefix"
+    assert shares.take("198.51.100.1") is None  # another prefix is not held back
+    shares.give_back("192.0.2.1")
+    assert shares.take("192.0.2.3") is None and shares.in_use == 4
+
+
+def test_access_log_writes_every_test_and_a_flood_of_refusals_once_per_interval():
+    stream = io.StringIO()
+    access_log = AccessLog(stream, refusal_interval_seconds=0.2)
+    for _ in range(100):
+        access_log(Transfer("192.0.2.9", "-", "-", outcome="refused:connections_per_address"))
+    access_log(Transfer("192.0.2.10", "native", "upload", n_bytes=5, outcome="ok"))
+    time.sleep(0.25)
+    access_log(Transfer("192.0.2.9", "-", "-", outcome="refused:connections_per_address"))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[0].endswith(
+        "client=192.0.2.9 protocol=- direction=- bytes=0 seconds=0.000 "
+        "outcome=refused:connections_per_address"
+    )
+    assert "client=192.0.2.10 protocol=native direction=upload bytes=5 " in lines[1]
+    assert lines[2].endswith("outcome=refused:connections_per_address repeats=99")

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from netprobe.agent.lifecycle import Lifecycle
 from netprobe.config import EmbeddedServerConfig, ServerConfig, parse_listen
 from netprobe.exporter import MetricSource, SourcesCollector, build_app, ssl_context, start_exporter
+from netprobe.i18n import _
 
 log = logging.getLogger("netprobe.agent")
 
@@ -42,7 +43,7 @@ class HttpFace:
         host, port = parse_listen(listen)
         runner = await start_exporter(app, host, port, tls)
         scheme = "https" if tls else "http"
-        log.info("metrics on %s://%s:%d/metrics", scheme, host, runner.addresses[0][1])
+        log.info(_("metrics on %s://%s:%d/metrics"), scheme, host, runner.addresses[0][1])
         return runner
 
     async def start_embedded_server(
@@ -58,5 +59,5 @@ class HttpFace:
         )
         runner = await start_server(embedded.host, embedded.port, limits)
         url = f"http://{embedded.host}:{bound_port(runner)}"
-        log.info("embedded test server on %s", url)
+        log.info(_("embedded test server on %s"), url)
         return runner, ServerConfig(url, "native", "embedded")

@@ -21,6 +21,7 @@ from netprobe.agent.metrics import AgentStatus
 from netprobe.config import AgentConfig, load_config
 from netprobe.errors import ConfigError
 from netprobe.exporter import BasicAuth, WebConfig, load_web_config
+from netprobe.i18n import _
 
 log = logging.getLogger("netprobe.agent")
 
@@ -65,7 +66,7 @@ class Lifecycle:
             web_config = read_web_config(config)
         except ConfigError as exc:
             self.status.reload_successful = False
-            log.error("configuration reload failed, keeping the running configuration: %s", exc)
+            log.error(_("configuration reload failed, keeping the running configuration: %s"), exc)
             return str(exc)
         for section, needs_restart in (
             ("store", config.store.path != self.config.store.path),
@@ -74,20 +75,20 @@ class Lifecycle:
             ("push", config.push != self.config.push),
         ):
             if needs_restart:
-                log.warning("%s changed: takes effect when the agent restarts", section)
+                log.warning(_("%s changed: takes effect when the agent restarts"), section)
         self.apply(config, web_config)
         for listener in self.on_change:
             listener(config)
         self.status.reload_successful = True
         self.status.reload_success_timestamp = time.time()
-        log.info("configuration reloaded from %s", self.config_path)
+        log.info(_("configuration reloaded from %s"), self.config_path)
         return None
 
     def stop(self) -> None:
         """Ask the agent to stop (SIGTERM, SIGINT): once; a running test is aborted."""
         if self.stopping.is_set():
             return
-        log.info("stopping")
+        log.info(_("stopping"))
         self.stopping.set()
         for listener in self.on_stop:
             listener()

@@ -38,9 +38,10 @@ from netprobe.agent.scheduler import Planner
 from netprobe.agent.sinks import LogSink, StoreSink
 from netprobe.config import AgentConfig, ServerConfig, load_config, parse_listen
 from netprobe.drives.metrics import DriveMetrics
-from netprobe.errors import ConfigError
+from netprobe.errors import ConfigError, StoreError
 from netprobe.events import Fanout, Sink, result_event
 from netprobe.exporter import MetricSource
+from netprobe.i18n import _
 from netprobe.store import Store
 
 if TYPE_CHECKING:
@@ -188,8 +189,15 @@ class Agent:
         self.store = Store(
             Path(config.store.path), Path(config.store.key_file) if config.store.key_file else None
         )
-        for record in self.store.recover_interrupted():
-            log.warning("recorded test %s as aborted: the agent stopped during it", record["id"])
+        self.status.key_fingerprint = self.store.key_fingerprint() or ""
+
+        def not_recovered(exc: StoreError) -> None:
+            # The mark stays for the next start; the agent starts all the same.
+            self.status.store_errors += 1
+            log.error("%s", exc)
+
+        for record in self.store.recover_interrupted(not_recovered):
+            log.warning(_("recorded test %s as aborted: the agent stopped during it"), record["id"])
             Fanout(self.sources).emit(result_event(record))  # stored already
         self.cycle().refresh_data_used()
         self.start_compliance()
@@ -221,7 +229,7 @@ class Agent:
             for runner in reversed(runners):
                 await runner.cleanup()
             self.store.close()
-            log.info("stopped; store closed")
+            log.info(_("stopped; store closed"))
 
     def planner(self) -> Planner:
         assert self.store is not None
@@ -238,7 +246,7 @@ class Agent:
     async def schedule_loop(self) -> None:
         delay = self.planner().first_delay(datetime.now(UTC))
         while not self.stopping.is_set():
-            log.info("next test in %.0f s", delay)
+            log.info(_("next test in %.0f s"), delay)
             await self.sleep(delay)
             if self.stopping.is_set():
                 return

@@ -167,6 +167,8 @@ class AgentStatus:
     push_loop_failures: int = 0
     push_loop_error: str | None = None  # why the push loop is down now, if it is
     clock_plausible: bool = True
+    unstored_results: int = 0  # results kept in memory because the store refused them
+    key_fingerprint: str = ""  # the probe key a reader pins (`netprobe evidence key`)
 
     def problems(self) -> list[str]:
         """What keeps the agent from doing its job now, for /-/healthy."""
@@ -258,3 +260,16 @@ class AgentMetrics(ResultObserver):
             "Whether the system clock is plausible (1); tests wait while it is not (0).",
             value=1 if s.clock_plausible else 0,
         )
+        yield GaugeMetricFamily(
+            "netprobe_store_unstored_results",
+            "Results the store refused (full disk, read-only, key problem), kept to write later.",
+            value=s.unstored_results,
+        )
+        if s.key_fingerprint:
+            key = GaugeMetricFamily(
+                "netprobe_evidence_key_info",
+                "Fingerprint of the probe key that signs the results.",
+                labels=["fingerprint"],
+            )
+            key.add_metric([s.key_fingerprint], 1)
+            yield key

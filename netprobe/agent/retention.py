@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from netprobe.agent.metrics import AgentStatus
 from netprobe.errors import StoreError
+from netprobe.i18n import _
 from netprobe.store import Store
 
 log = logging.getLogger("netprobe.agent")
@@ -32,5 +33,5 @@ class Retention:
             log.error("%s", exc)
             return 0
         if pruned:
-            log.info("retention: removed %d results older than %s", pruned, cutoff.date())
+            log.info(_("retention: removed %d results older than %s"), pruned, cutoff.date())
         return pruned

@@ -69,7 +69,7 @@ class Cycle:
         self.refresh_data_used()
         if not DataBudget(config.budget).allows(self.status.data_used_bytes, test_bytes):
             self.status.tests_skipped["budget"] += 1
-            log.warning("test skipped: the monthly data budget has no room for it")
+            log.warning(_("test skipped: the monthly data budget has no room for it"))
             return None
         assert self.gates is not None
         seen_holds: set[str] = set()
@@ -78,7 +78,7 @@ class Cycle:
             if gate not in seen_holds:
                 seen_holds.add(gate)
                 self.status.gate_holds[gate] += 1
-                log.info("test held: %s gate", gate)
+                log.info(_("test held: %s gate"), gate)
             held = self.status.gate_hold_seconds
             held[gate] = held.get(gate, 0.0) + seconds
 
@@ -86,7 +86,7 @@ class Cycle:
         if not clearance.cleared:
             self.status.tests_skipped[clearance.gate or "gate"] += 1
             log.warning(
-                "test skipped: still held by the %s gate after the hold limit", clearance.gate
+                _("test skipped: still held by the %s gate after the hold limit"), clearance.gate
             )
             return None
         link = read_link(self.interface, self.sysfs_root) if self.interface else None
@@ -145,7 +145,7 @@ class Cycle:
                 HoldResult(self.sink),
             )
         except asyncio.CancelledError:
-            log.warning("test aborted: the agent is stopping")
+            log.warning(_("test aborted: the agent is stopping"))
             self.finish(placeholder.to_dict())
             raise
         seconds = time.monotonic() - start

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from netprobe.agent.metrics import AgentStatus
 from netprobe.config import AgentConfig, ScheduleConfig
 from netprobe.errors import StoreError
+from netprobe.i18n import _
 from netprobe.store import Store
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class Planner:
             )
         except StoreError as exc:
             self.status.store_errors += 1
-            log.error("campaign not planned: %s", exc)
+            log.error(_("campaign not planned: %s"), exc)
             return delay
         plan = plan_campaign(records, now, rules, compliance.zone())
         log.info("%s", describe_campaign(plan, rules, compliance.zone()))

@@ -41,6 +41,8 @@ class StoreSink(ResultObserver):
         except StoreError as exc:
             self.status.store_errors += 1
             log.error("%s", exc)
+        # Kept in memory by the store until it takes them (full disk, read-only, key problem).
+        self.status.unstored_results = len(self.store.pending)
 
 
 class LogSink(ResultObserver):
@@ -54,7 +56,7 @@ class LogSink(ResultObserver):
         elif record.get("kind") == "drive":
             result = DriveResult.from_dict({k: v for k, v in record.items() if k != "evidence"})
             for transfer in result.directions():
-                log.info("drive %s", describe_transfer(result, transfer))
+                log.info(_("drive %s"), describe_transfer(result, transfer))
 
 
 def describe_line(record: dict[str, Any]) -> str:

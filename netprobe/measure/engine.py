@@ -23,6 +23,7 @@ from typing import Protocol
 from netprobe import __version__
 from netprobe.errors import BudgetExceeded, MeasurementError, TransportError
 from netprobe.events import Event, NullSink, Sink
+from netprobe.measure.sampling import bytes_at
 from netprobe.results import Direction, DirectionResult, Method, StreamSeries
 from netprobe.units import format_size
 
@@ -130,21 +131,6 @@ class EngineOptions:
             aggregate="rmbt",
             measured_at=measured_at,
         )
-
-
-def bytes_at(series: StreamSeries, t: float) -> float:
-    """Cumulative bytes of a stream at time t, linearly interpolated between samples."""
-    times, counts = series.t_seconds, series.bytes
-    if not times:
-        return 0.0
-    if t <= times[0]:
-        # Before its first sample a stream is taken to have grown from 0 bytes at t = 0.
-        return counts[0] * max(t, 0.0) / times[0] if times[0] > 0 else float(counts[0])
-    i = bisect.bisect_left(times, t)
-    if i >= len(times):
-        return float(counts[-1])
-    t0, t1, b0, b1 = times[i - 1], times[i], counts[i - 1], counts[i]
-    return b0 + (b1 - b0) * (t - t0) / (t1 - t0) if t1 > t0 else float(b1)
 
 
 def rmbt_window(

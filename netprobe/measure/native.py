@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 from netprobe.errors import MeasurementError, ProtocolError
 from netprobe.events import Sink
@@ -14,6 +15,7 @@ from netprobe.measure.requestloop import download_loop, refused, upload_loop
 from netprobe.results import Direction, DirectionResult, Server, new_id
 
 PREFIX = "/netprobe/v1"
+RECEIPT_PATH = f"{PREFIX}/receipt"
 
 
 class NativeBackend:
@@ -96,7 +98,23 @@ class NativeBackend:
         self, direction: Direction, options: EngineOptions, sink: Sink | None = None
     ) -> DirectionResult:
         transfer = _NativeTransfer(self, direction, new_id())
-        return await measure_direction(transfer, options, sink)
+        result = await measure_direction(transfer, options, sink)
+        if result.ok:
+            result.receipt = await self.receipt(transfer.test_id, direction)
+        return result
+
+    async def receipt(self, test_id: str, direction: Direction) -> dict[str, Any] | None:
+        """The server's signed receipt of the test, when it signs them (`serve --key`)."""
+        try:
+            status, _, body, _ = await exchange(
+                self.url,
+                f"{RECEIPT_PATH}?test={test_id}&direction={direction}",
+                timeout_seconds=self.timeout_seconds,
+            )
+            receipt = json.loads(body) if status == 200 else None
+        except (MeasurementError, ValueError, OSError):
+            return None  # the figure stands on its own; it is just not confirmed
+        return receipt if isinstance(receipt, dict) else None
 
 
 class _NativeTransfer:

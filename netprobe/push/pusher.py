@@ -157,6 +157,9 @@ class Pusher(ResultObserver):
     async def _scrape_once(self) -> None:
         timestamp_ms = int(self._clock() * 1000)
         samples = scrape(self._registry, self._external_labels)
+        # what a Prometheus scrape of this probe would record: the fleet dashboard counts probes
+        # by `up`, and a probe that stops pushing goes stale there like a target that is down
+        samples.append((canonical_labels({**self._external_labels, "__name__": "up"}.items()), 1.0))
         assert self._outbox is not None
         try:
             trimmed = await self._in_store(

@@ -38,6 +38,10 @@ RUNTIME_MESSAGES = (
     N_("ok"),
     N_("failed"),
     N_("aborted"),
+    N_("free"),
+    N_("paid"),
+    N_("critical"),
+    N_("warning"),
 )
 
 COLOURS = {"download": "#1f6fb4", "upload": "#2c9c4a"}
@@ -128,6 +132,7 @@ def render(report: Report) -> str:
         ),
         *(_hour_plot(report, d) for d in DIRECTIONS if _has(report, d)),
         _tests_table(report),
+        _drives(report),
         _evidence(report),
         _records_block(report),
         f"<script>{SCRIPT}</script>",
@@ -234,7 +239,10 @@ def _identity(report: Report) -> str:
             for s in report.servers()
         ),
     )
-    keys = "<br>".join(f"<code>{escape(k)}</code>" for k in report.evidence.public_keys)
+    keys = "<br>".join(
+        f"<code>{escape(k)}</code> ({escape(_('fingerprint'))} <code>{escape(f)}</code>)"
+        for k, f in zip(report.evidence.public_keys, report.evidence.fingerprints, strict=True)
+    )
     unsealed = "<i>" + escape(_("none (records are not sealed)")) + "</i>"
     probe = escape(", ".join(report.probe_ids()) or _("unnamed"))
     probe_label, key_label = escape(_("Probe:")), escape(_("Ed25519 public key:"))
@@ -617,7 +625,7 @@ def _tests_table(report: Report) -> str:
             f"<td>{_direction_cell(record, 'download')}</td>"
             f"<td>{_direction_cell(record, 'upload')}</td>"
             f"<td>{validity}</td><td>{_conditions_cell(record)}</td>"
-            f"<td>{_server_cell(record)}</td>"
+            f"<td>{_server_cell(record)}{_receipt_cell(report, record)}</td>"
             f"<td><code>{escape(str(evidence.get('hash', ''))[:16])}</code></td></tr>"
         )
     head = "".join(
@@ -640,12 +648,77 @@ def _tests_table(report: Report) -> str:
     )
 
 
+def _drives(report: Report) -> str:
+    """The cloud-drive probes: the steady rate one connection of the account got."""
+    rows = []
+    for record in report.records:
+        if record.get("kind") != "drive":
+            continue
+        when = escape(_local(report, parse_utc(record["started_at"])))
+        for direction in DIRECTIONS:
+            part = record.get(direction)
+            if not isinstance(part, dict):
+                continue
+            if part.get("ok") and part.get("bytes_per_second") is not None:
+                rate = escape(format_rate(float(part["bytes_per_second"])))
+            else:
+                failed = _("failed: {reason}").format(reason=part.get("reason") or _("unknown"))
+                rate = f'<span class="fail">{escape(failed)}</span>'
+            floor = part.get("floor")
+            rows.append(
+                [
+                    when,
+                    escape(str(record.get("drive", ""))),
+                    escape(_(str(record.get("tier") or "unknown"))),
+                    escape(_(direction)),
+                    rate,
+                    f'<span class="fail">{escape(_(floor))}</span>' if floor else escape(_("no")),
+                ]
+            )
+    if not rows:
+        return ""
+    return (
+        _h2("drives", _("Cloud drives: the rate one connection of the account got"))
+        + _muted(
+            _(
+                "Free accounts are judged by the rate a single connection gets; below the "
+                "minimum floor the drive is unusable (critical) or poor (warning)."
+            )
+        )
+        + _table(
+            (
+                _("started"),
+                _("drive"),
+                _("tier"),
+                _("direction"),
+                _("steady rate"),
+                _("below the minimum floor"),
+            ),
+            rows,
+        )
+    )
+
+
+def _receipt_cell(report: Report, record: dict[str, Any]) -> str:
+    """Per direction, whether the server's signed receipt confirms the figure."""
+    lines = []
+    for direction in ("download", "upload"):
+        check = report.receipt(record, direction)
+        if check.status == "none":
+            continue
+        css = "pass" if check.status == "confirmed" else "fail" if check.failed else "muted"
+        lines.append(
+            f'<br><span class="{css} receipt">{direction}: {escape(check.describe())}</span>'
+        )
+    return "".join(lines)
+
+
 def _evidence(report: Report) -> str:
     state = report.evidence
     if state.verified:
-        text = _("{count} records form an unbroken chain signed by the probe's key").format(
-            count=state.checked
-        )
+        text = _(
+            "{count} records form an unbroken chain signed by the probe's key {fingerprint}"
+        ).format(count=state.checked, fingerprint=", ".join(state.fingerprints))
         status = f'<span class="pass">✔ {escape(text)}</span>'
     else:
         text = _("not verified: {problem}").format(problem=state.problem or "")
@@ -655,14 +728,15 @@ def _evidence(report: Report) -> str:
         "records are embedded in this file. Check them with {verify}; the verdicts above are "
         "recomputed from them with {report}."
     ).format(
-        verify="<code>netprobe report verify THIS_FILE</code>",
+        verify="<code>netprobe report verify THIS_FILE --public-key KEY</code>",
         report="<code>netprobe report --input</code>",
     )
     return _h2("evidence", _("Evidence")) + f'<p id="evidence-state">{status}. {how}</p>'
 
 
 def _records_block(report: Report) -> str:
-    payload = json.dumps(report.records, separators=(",", ":"), ensure_ascii=False)
+    carried = {"export_head": report.export_head, "records": report.records}
+    payload = json.dumps(carried, separators=(",", ":"), ensure_ascii=False)
     # "<" never appears raw, so no record can close the script element early.
     payload = payload.replace("<", "\\u003c")
     return f'<script type="application/json" id="{EVIDENCE_SCRIPT_ID}">{payload}</script>'

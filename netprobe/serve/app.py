@@ -16,7 +16,7 @@ from aiohttp import web
 
 from netprobe import __version__
 from netprobe.errors import cannot_listen
-from netprobe.serve import cloudflare, librespeed, native, ndt7, speedtest
+from netprobe.serve import cloudflare, librespeed, native, ndt7, receipt, speedtest
 from netprobe.serve.guard import (
     GuardedSite,
     Summarized,
@@ -24,7 +24,13 @@ from netprobe.serve.guard import (
     loop_errors,
     request_clock,
 )
-from netprobe.serve.state import PROTOCOL_NAMES, ServerLimits, ServerState
+from netprobe.serve.receipt import ReceiptBook
+from netprobe.serve.state import (
+    PROTOCOL_NAMES,
+    RESERVED_DESCRIPTORS,
+    ServerLimits,
+    ServerState,
+)
 
 # Each protocol module exposes add_routes(app, state); adding one is a line here.
 PROTOCOLS = {
@@ -41,16 +47,20 @@ _MAX_HEADERS = 32
 _MAX_HEADER_LINE_BYTES = 8190
 # After a response, a body the handler did not read is drained this long at most.
 _LINGER_SECONDS = 2.0
+# Fewer than this and a single speedtest-cli or browser test may not fit.
+MIN_USEFUL_CONNECTIONS = 16
 
 log = logging.getLogger("netprobe.serve")
 
 
-def build_app(state: ServerState) -> web.Application:
+def build_app(state: ServerState, receipts: ReceiptBook | None = None) -> web.Application:
     app = web.Application(client_max_size=1 << 20, middlewares=[request_clock])
     app[PROTOCOL_NAMES] = list(PROTOCOLS)
     app[STATE] = state
     for add_routes in PROTOCOLS.values():
         add_routes(app, state)
+    if receipts is not None:
+        receipt.add_routes(app, receipts)
 
     async def landing(request: web.Request) -> web.Response:
         return web.Response(
@@ -65,7 +75,12 @@ def build_app(state: ServerState) -> web.Application:
 
 
 async def start_server(
-    host: str, port: int, limits: ServerLimits | None = None, *, access_log: str | None = None
+    host: str,
+    port: int,
+    limits: ServerLimits | None = None,
+    *,
+    access_log: str | None = None,
+    receipts: ReceiptBook | None = None,
 ) -> web.AppRunner:
     """Start the server on the running loop; returns the runner (call `cleanup()` to stop).
 
@@ -78,7 +93,7 @@ async def start_server(
 
         state.observers.append(AccessLog.open(access_log))
     runner = web.AppRunner(
-        build_app(state),
+        build_app(state, receipts),
         access_log=None,
         handle_signals=False,
         lingering_time=_LINGER_SECONDS,
@@ -115,14 +130,16 @@ def serve_forever(
     *,
     access_log: str | None = None,
     metrics: tuple[str, int] | None = None,
+    receipts: ReceiptBook | None = None,
 ) -> None:
     """Run the server until interrupted or terminated (the `netprobe serve` command); `announce`
-    gets one line once it listens, so nothing claims it listens on a port it could not take."""
+    gets one line once it listens, so nothing claims it listens on a port it could not take;
+    with `receipts` it signs one for every native test."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(Summarized())
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(host, port, limits, announce, access_log, metrics))
+        asyncio.run(_serve(host, port, limits, announce, access_log, metrics, receipts))
 
 
 async def _serve(
@@ -132,13 +149,14 @@ async def _serve(
     announce: Callable[[str], None] | None,
     access_log: str | None,
     metrics: tuple[str, int] | None,
+    receipts: ReceiptBook | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(loop_errors)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = await start_server(host, port, limits, access_log=access_log)
+    runner = await start_server(host, port, limits, access_log=access_log, receipts=receipts)
     if announce is not None:
         announce(f"netprobe server {__version__} listening on http://{host}:{port}/")
     state = server_state(runner)
@@ -146,6 +164,14 @@ async def _serve(
         from netprobe.serve.observe import start_metrics
 
         start_metrics(state, *metrics)
+    if state.limits.max_connections < MIN_USEFUL_CONNECTIONS:
+        log.warning(
+            "the descriptor limit (%d) leaves room for %d connections only: raise it "
+            "(systemd LimitNOFILE=, docker --ulimit nofile=) to at least %d",
+            descriptor_limit(),
+            state.limits.max_connections,
+            MIN_USEFUL_CONNECTIONS + RESERVED_DESCRIPTORS,
+        )
     log.info(
         "serving at most %d connections (descriptor limit %d), %d tests, %d transfers",
         state.limits.max_connections,

@@ -1,7 +1,7 @@
 """What the server tells its operator: an access log line per test, and Prometheus metrics.
 
-The access log (off by default) is one line per transfer or refusal, key=value after a UTC
-timestamp, for fail2ban or a log shipper:
+The access log (off by default) is one line per transfer or refusal (a client's refusals
+at most once per interval), key=value after a UTC timestamp, for fail2ban or a log shipper:
 
     2026-12-04T14:30:00.123Z client=192.0.2.7 protocol=native direction=download
         bytes=125000000 seconds=10.012 outcome=ok              (one line in the file)
@@ -15,6 +15,7 @@ prometheus_client is imported only when metrics are asked for.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
@@ -26,10 +27,17 @@ if TYPE_CHECKING:
 
 
 class AccessLog:
-    """Writes one line per ended or refused transfer to a stream (an observer of the state)."""
+    """Writes one line per ended or refused transfer to a stream (an observer of the state).
 
-    def __init__(self, stream: TextIO) -> None:
+    Refusals of one client for one reason are written at most once per interval, the next
+    line saying how many were held back (`repeats=N`): a flood must not fill the disk, and
+    fail2ban still sees the client once per interval for as long as it keeps at it.
+    """
+
+    def __init__(self, stream: TextIO, refusal_interval_seconds: float = 10.0) -> None:
         self.stream = stream
+        self.refusal_interval_seconds = refusal_interval_seconds
+        self._refusals: dict[tuple[str, str], tuple[float, int]] = {}
 
     @classmethod
     def open(cls, path: str) -> AccessLog:
@@ -39,11 +47,26 @@ class AccessLog:
         return cls(open(path, "a", buffering=1, encoding="utf-8"))
 
     def __call__(self, transfer: Transfer) -> None:
+        repeats = ""
+        if transfer.outcome.startswith("refused:"):
+            key = (transfer.client, transfer.outcome)
+            now = time.monotonic()
+            since, held_back = self._refusals.get(key, (-self.refusal_interval_seconds, 0))
+            if now - since < self.refusal_interval_seconds:
+                self._refusals[key] = (since, held_back + 1)
+                return
+            self._refusals = {  # forget quiet clients, but not a count still to be said
+                k: v
+                for k, v in self._refusals.items()
+                if v[1] or now - v[0] < self.refusal_interval_seconds
+            }
+            self._refusals[key] = (now, 0)
+            repeats = f" repeats={held_back}" if held_back else ""
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         self.stream.write(
             f"{stamp} client={transfer.client or '-'} protocol={transfer.protocol} "
             f"direction={transfer.direction} bytes={transfer.n_bytes} "
-            f"seconds={transfer.seconds:.3f} outcome={transfer.outcome}\n"
+            f"seconds={transfer.seconds:.3f} outcome={transfer.outcome}{repeats}\n"
         )
 
 

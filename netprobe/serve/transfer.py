@@ -16,7 +16,7 @@ from aiohttp import web
 
 from netprobe.serve.state import ServerState, Transfer
 
-_WRITE_CHUNK_BYTES = 1 << 20
+_WRITE_CHUNK_BYTES = 256 * 1024
 _PACED_CHUNK_BYTES = 64 * 1024
 # A vanished client: a reset, or aiohttp refusing to write to a closing transport.
 GONE = (ConnectionError, RuntimeError)
@@ -28,8 +28,10 @@ async def send_payload(
     transfer: Transfer,
     n_bytes: int,
     headers: Mapping[str, str] | None = None,
+    on_chunk: Callable[[int, float], None] | None = None,
 ) -> web.StreamResponse:
-    """Answer with `n_bytes` of incompressible payload."""
+    """Answer with `n_bytes` of incompressible payload; report each chunk as (total bytes
+    sent, monotonic time)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/octet-stream",
@@ -52,6 +54,10 @@ async def send_payload(
                     await pacer.take(chunk)
                 await response.write(view[offset : offset + chunk])
                 transfer.n_bytes += chunk
+                # A write to a fast socket never waits: give the other clients their turn.
+                await asyncio.sleep(0)
+                if on_chunk is not None:
+                    on_chunk(transfer.n_bytes, time.monotonic())
             await response.write_eof()
     except TimeoutError:
         transfer.outcome = "timeout"
