@@ -8,6 +8,7 @@ every process it started."""
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ SERVER_PASSWORD = "srvpw-4f1c9e"
 SERVER_TOKEN = "qtok-8a2d71"
 PUSH_PASSWORD = "pushpw-c3b0d5"
 DRIVE_TOKEN = "drvtok-97e6aa"
-SECRETS = (SERVER_PASSWORD, SERVER_TOKEN, PUSH_PASSWORD, DRIVE_TOKEN)
+DAV_PASSWORD = "davpw-5be0f2"
 DRIVE_FILE_BYTES = 2 * 1024 * 1024
 
 
@@ -62,6 +63,31 @@ def loopback() -> Iterator[tuple[int, list[str]]]:
     yield server.server_address[1], Loopback.authorizations
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def webdav(tmp_path: Path) -> Iterator[int]:
+    """`rclone serve webdav` with a password, for a drive that the agent reaches through rclone."""
+    if shutil.which("rclone") is None:
+        pytest.skip("rclone is missing (bash probes/dev-setup.sh installs it)")
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "file.bin").write_bytes(bytes(DRIVE_FILE_BYTES))
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *("rclone", "serve", "webdav", str(share), "--addr", f"127.0.0.1:{port}"),
+            *("--user", "probe", "--pass", DAV_PASSWORD),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, process=server)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture
@@ -124,11 +150,16 @@ def test_no_secret_reaches_records_exports_reports_logs_metrics_or_cmdlines(
     monkeypatch: pytest.MonkeyPatch,
     loopback: tuple[int, list[str]],
     netprobe_server: int,
+    webdav: int,
 ) -> None:
     port, authorizations = loopback
     monkeypatch.setenv("NP_TEST_PUSH_PASSWORD", PUSH_PASSWORD)  # the agent inherits these
     monkeypatch.setenv("NP_TEST_DRIVE_TOKEN", DRIVE_TOKEN)
     server_url = f"http://probe:{SERVER_PASSWORD}@127.0.0.1:{netprobe_server}/?token={SERVER_TOKEN}"
+    obscured = subprocess.run(
+        ["rclone", "obscure", DAV_PASSWORD], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    secrets = (SERVER_PASSWORD, SERVER_TOKEN, PUSH_PASSWORD, DRIVE_TOKEN, DAV_PASSWORD, obscured)
     config = write_config(
         tmp_path,
         servers=[{"url": server_url, "name": "loopback"}],
@@ -146,19 +177,27 @@ def test_no_secret_reaches_records_exports_reports_logs_metrics_or_cmdlines(
                 "download": {"path": "/file.bin"},
                 "duration": "1s",
                 "max_bytes": "4MiB",
-            }
+            },
+            {
+                "name": "rclone-drive",
+                "kind": "rclone",
+                "url": f":webdav,url='http://127.0.0.1:{webdav}',user=probe,pass={obscured}:",
+                "download": {"path": "file.bin"},
+                "duration": "1s",
+                "max_bytes": "4MiB",
+            },
         ],
     )
     agent = AgentProcess(config)
     try:
-        process_lines = cmdlines(descendants(agent.process.pid))
-        kinds = wait_for(
-            "a line test and a drive probe in the store",
-            lambda: {r.get("kind") for r in stored(tmp_path / "results.db")} >= {"line", "drive"},
-            timeout_seconds=120,
-        )
-        assert kinds
-        process_lines += cmdlines(descendants(agent.process.pid))
+        process_lines = [cmdlines(descendants(agent.process.pid))]
+
+        def probed() -> bool:
+            process_lines.append(cmdlines(descendants(agent.process.pid)))
+            drives = [r for r in stored(tmp_path / "results.db") if r.get("kind") == "drive"]
+            return len(drives) == 2
+
+        wait_for("a line test and both drive probes in the store", probed, timeout_seconds=120)
         push_auth = "Basic " + base64.b64encode(f"probe:{PUSH_PASSWORD}".encode()).decode()
         wait_for("a push with the password", lambda: push_auth in authorizations)
         assert f"Bearer {DRIVE_TOKEN}" in authorizations  # the secrets were in play
@@ -167,6 +206,8 @@ def test_no_secret_reaches_records_exports_reports_logs_metrics_or_cmdlines(
         agent.stop()
     records = stored(tmp_path / "results.db")
     line = next(r for r in records if r.get("kind") == "line")
+    downloads = {r["drive"]: r["download"]["ok"] for r in records if r.get("kind") == "drive"}
+    assert downloads == {"loopback-drive": True, "rclone-drive": True}  # the secrets worked
     assert line["server"]["url"] == f"http://127.0.0.1:{netprobe_server}/?token=*"
     database = b"".join(p.read_bytes() for p in tmp_path.glob("results.db*"))
     report = tmp_path / "report.html"
@@ -178,9 +219,10 @@ def test_no_secret_reaches_records_exports_reports_logs_metrics_or_cmdlines(
         "html report": report.read_text(),
         "agent log": agent.log.read_text(),
         "metrics": metrics,
-        "command lines": process_lines,
+        "command lines": "\n".join(process_lines),
     }
     assert "loopback" in seen["export jsonl"] and "<html" in seen["html report"].lower()
-    assert f"--config {config}" in process_lines  # the scan saw the agent itself
-    leaks = [(where, s) for where, text in seen.items() for s in SECRETS if s in text]
+    assert f"--config {config}" in seen["command lines"]  # the scan saw the agent itself
+    assert "rclone" in seen["command lines"]  # and the rclone it started
+    leaks = [(where, s) for where, text in seen.items() for s in secrets if s in text]
     assert leaks == []
