@@ -6,22 +6,33 @@
 #       -v /srv/netprobe/agent.yml:/etc/netprobe/agent.yml:ro -v netprobe-data:/var/lib/netprobe \
 #       netprobe:0.1.0
 #
-# The install steps are two scripts in probes/docker/, run here and by tests/test_probes.py.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Without a registry (or Docker): probes/docker/build-image.sh builds the Debian base itself and
+# the image with podman. The install steps are scripts in probes/docker/, run here and by
+# tests/test_probes.py. Debian's own python3 and its builds of cffi, psutil and PyYAML (no armv7
+# wheel on PyPI) mean no compiler in any stage, on any architecture.
+ARG BASE_IMAGE=debian:bookworm-slim
 
-# ---- wheels: everything built once, with a compiler (psutil has no linux/arm/v7 wheel) -------
-FROM ${PYTHON_IMAGE} AS wheels
+# ---- base: Debian's Python 3.11 and the three compiled dependencies Debian builds ------------
+FROM ${BASE_IMAGE} AS base
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential libffi-dev libssl-dev \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get install -y --no-install-recommends \
+        python3 python3-venv python3-cffi python3-psutil python3-yaml ca-certificates \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
+
+# ---- wheels: netprobe and every other dependency, fetched once ---------------------------------
+FROM base AS wheels
+# A build host whose TLS goes through its own CA mounts that bundle and names it here.
+ARG PIP_CERT
+ARG SSL_CERT_FILE
+ARG REQUESTS_CA_BUNDLE
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY netprobe ./netprobe
-COPY probes/docker/build-wheels.sh /usr/local/bin/
+COPY probes/docker/build-wheels.sh probes/docker/debian-pins.py /usr/local/bin/
 RUN build-wheels.sh /src /wheels
 
-# ---- the image: a venv from those wheels, no compiler, a non-root user -------------------------
-FROM ${PYTHON_IMAGE}
+# ---- the image: a venv from those wheels, no pip, a non-root user --------------------------------
+FROM base
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="netprobe" \
       org.opencontainers.image.description="Broadband and cloud-drive compliance probe: measures the line against the contract, keeps the evidence." \
@@ -30,6 +41,7 @@ LABEL org.opencontainers.image.title="netprobe" \
 COPY probes/docker/install-venv.sh probes/docker/healthcheck.py /usr/local/bin/
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     install-venv.sh /wheels /opt/netprobe \
+    && apt-get purge -y --auto-remove python3-venv \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/netprobe \
         --shell /usr/sbin/nologin netprobe \
     && install -d -o netprobe -g netprobe -m 0750 /var/lib/netprobe \

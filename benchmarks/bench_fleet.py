@@ -1,16 +1,18 @@
-"""A fleet of probes pushing remote_write into one Prometheus receiver on this machine.
+"""A fleet of probes pushing remote_write into one receiver on this machine.
 
-    python benchmarks/bench_fleet.py                      # 60 pushers in 3 processes, 40 s
-    python benchmarks/bench_fleet.py --processes 4 --pushers-per-process 25 --seconds 60
+    python benchmarks/bench_fleet.py                      # 201 pushers into VictoriaMetrics, 60 s
+    python benchmarks/bench_fleet.py --receiver prometheus --processes 2 --pushers-per-process 30
 
 What is real: `netprobe.push.Pusher` (scrape, SQLite outbox, protobuf, snappy, aiohttp) and a
-real Prometheus with `--web.enable-remote-write-receiver`. What is simulated: each probe is one
+real receiver: single-node VictoriaMetrics (Debian's victoria-metrics, the default) or
+Prometheus with `--web.enable-remote-write-receiver`, started as tests/test_push_prometheus.py
+starts them. What is simulated: each probe is one
 Pusher (asyncio task) with its own registry and its own SQLite outbox, many per process, instead
 of one whole agent per device; the registry holds `--series` synthetic series named and labelled
 like the agent's (a real agent exports about that many); and time is compressed: a push every
 `--interval` seconds instead of every 60 s, so the per-push costs measured here are scaled to a
 60 s interval in the summary. A separate process with a single Pusher gives the memory a
-one-probe process needs. Prints one JSON object (also written to benchmarks/out/fleet.json).
+one-probe process needs. Prints one JSON object (also written to benchmarks/out/fleet-RECEIVER.json).
 """
 
 from __future__ import annotations
@@ -35,9 +37,17 @@ from netprobe.push.writerequest import encode_write_request
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from test_push_prometheus import Prometheus  # the test suite's launcher, not a copy
+from test_push_prometheus import (  # the test suite's launchers, not copies
+    Prometheus,
+    Receiver,
+    VictoriaMetrics,
+)
 
 REAL_INTERVAL_SECONDS = 60.0
+RECEIVERS: dict[str, type[Receiver]] = {
+    "victoria-metrics": VictoriaMetrics,
+    "prometheus": Prometheus,
+}
 
 
 def synthetic_registry(series: int, probe: int) -> CollectorRegistry:
@@ -153,14 +163,15 @@ def launch(
 def coordinator(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args.workdir = tmp
-        receiver = Prometheus(Path(tmp))
+        receiver: Receiver = RECEIVERS[args.receiver](Path(tmp))
         receiver.start()
         assert receiver.process is not None
-        prometheus = psutil.Process(receiver.process.pid)
-        url = receiver.url + "/api/v1/write"
+        server = psutil.Process(receiver.process.pid)
+        url = receiver.write_url
         try:
-            appended_before = receiver.metric("prometheus_tsdb_head_samples_appended_total")
-            cpu_before = sum(prometheus.cpu_times()[:2])
+            appended_before = receiver.samples_appended()
+            requests_before = receiver.write_requests()
+            cpu_before = sum(server.cpu_times()[:2])
             started = time.monotonic()
             workers = [
                 launch(
@@ -171,24 +182,14 @@ def coordinator(args: argparse.Namespace) -> None:
             single = launch(args, url, 1, 10**5, args.seconds)
             peak_rss = 0
             while any(w.poll() is None for w in [*workers, single]):
-                peak_rss = max(peak_rss, prometheus.memory_info().rss)
+                peak_rss = max(peak_rss, server.memory_info().rss)
                 time.sleep(1)
             elapsed = time.monotonic() - started
-            receiver_cpu = sum(prometheus.cpu_times()[:2]) - cpu_before
-            appended = sum(
-                receiver.metric("prometheus_tsdb_head_samples_appended_total").values()
-            ) - sum(appended_before.values())
-            head_series = sum(receiver.metric("prometheus_tsdb_head_series").values())
-            errors = {
-                k: v
-                for k, v in receiver.metric("prometheus_http_requests_total").items()
-                if 'handler="/api/v1/write"' in k and 'code="204"' not in k and v
-            }
-            requests = sum(
-                v
-                for k, v in receiver.metric("prometheus_http_requests_total").items()
-                if 'handler="/api/v1/write"' in k
-            )
+            receiver_cpu = sum(server.cpu_times()[:2]) - cpu_before
+            appended = receiver.samples_appended() - appended_before
+            series = receiver.series_count()
+            errors = receiver.write_errors()
+            requests = receiver.write_requests() - requests_before
         finally:
             receiver.stop()
         reports = [json.loads(w.stdout.read()) for w in workers if w.stdout is not None]
@@ -206,6 +207,7 @@ def coordinator(args: argparse.Namespace) -> None:
         "seconds": round(elapsed, 1),
         "samples_sent": sum(r["samples_sent"] for r in reports) + alone["samples_sent"],
         "receiver": {
+            "kind": args.receiver,
             "samples_appended": appended,
             "samples_per_second": round(appended / elapsed),
             "requests_per_second": round(requests / elapsed, 1),
@@ -213,7 +215,7 @@ def coordinator(args: argparse.Namespace) -> None:
             "cpu_cores": round(receiver_cpu / elapsed, 3),
             "cpu_seconds_per_million_samples": round(receiver_cpu / max(appended, 1) * 1e6, 2),
             "peak_rss_mib": round(peak_rss / 2**20, 1),
-            "head_series": head_series,
+            "series": series,
         },
         "per_probe": {
             "cpu_ms_per_push": round(cpu_per_push * 1000, 2),
@@ -232,19 +234,20 @@ def coordinator(args: argparse.Namespace) -> None:
     }
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
-    (out / "fleet.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"fleet-{args.receiver}.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--pushers-per-process", type=int, default=20)
+    parser.add_argument("--receiver", choices=sorted(RECEIVERS), default="victoria-metrics")
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--pushers-per-process", type=int, default=50)
     parser.add_argument(
         "--interval", type=float, default=2.0, help="seconds between pushes (real: 60)"
     )
     parser.add_argument("--series", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=40.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--pushers", type=int, help=argparse.SUPPRESS)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the measurement or the evidence failed (one line on stderr says why);
 2 bad input (options, URL, configuration, a file to read); 3 the line measured below the plan
-(`--plan`, `--min-share`). Errors become exit codes in one place, `_exit_code`, for every
+(`--plan`, `--min-share`); 4 `report verify` found the evidence intact but its signer not
+pinned (no trusted key given). Errors become exit codes in one place, `_exit_code`, for every
 command: a person sees one line, never a traceback or a raw errno.
 """
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BELOW_PLAN = 3
+EXIT_SIGNER_NOT_PINNED = 4
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 _show_type = TyperOption.display_type_rich
@@ -95,7 +97,7 @@ app = _App(
     no_args_is_help=True,
     help="Measure a broadband line and cloud drives against what was promised.",
     epilog="Examples:  netprobe speed --server http://192.0.2.1:8080 --plan 100M/20M   ·   "
-    "netprobe report --config agent.yml --lang zh_CN -o report.html",
+    "netprobe --lang zh_CN report --config agent.yml -o report.html",
 )
 
 
@@ -222,6 +224,26 @@ def serve(
     rate: Annotated[
         str | None, typer.Option(help="Act as a line of DOWN/UP, e.g. 100M/20M (default: no cap)")
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections at most (also kept below the fd limit)")
+    ] = 512,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds a client has to send a request's headers")
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(min=0.5, help="Seconds an upload may send nothing before it is cut")
+    ] = 10.0,
+    access_log: Annotated[
+        str | None, typer.Option(help="Append one line per test to this file ('-': stderr)")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve Prometheus metrics at HOST:PORT/metrics")
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(help="Sign a receipt for every test with this Ed25519 key (made if absent)"),
+    ] = None,
+    name: Annotated[str, typer.Option(help="The server's name in its receipts")] = "",
 ) -> None:
     """Run the reference test server."""
     from netprobe.serve.app import serve_forever
@@ -233,10 +255,36 @@ def serve(
         max_bytes_per_request=parse_size(max_request_bytes),
         max_request_seconds=max_request_seconds,
         max_tests=max_tests,
+        max_connections=max_connections,
+        header_timeout_seconds=header_timeout,
+        idle_body_timeout_seconds=idle_timeout,
         download_rate_bytes_per_second=rates.get("download"),
         upload_rate_bytes_per_second=rates.get("upload"),
     )
-    serve_forever(host, port, limits, announce=lambda line: typer.echo(line, err=True))
+    receipts = None
+    if key is not None:
+        from netprobe.compliance.evidence import ProbeKey
+        from netprobe.serve.receipt import ReceiptBook
+
+        signer = ProbeKey.load(key) if key.exists() else ProbeKey.create(key)
+        receipts = ReceiptBook(signer, name)
+        typer.echo(f"signing receipts with key {signer.fingerprint}", err=True)
+    serve_forever(
+        host,
+        port,
+        limits,
+        announce=lambda line: typer.echo(line, err=True),
+        access_log=access_log,
+        metrics=_parse_listen(metrics, "--metrics") if metrics else None,
+        receipts=receipts,
+    )
+
+
+def _parse_listen(address: str, option: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{option} must be HOST:PORT, e.g. 127.0.0.1:9101, not {address!r}")
+    return host.strip("[]"), int(port)
 
 
 @app.command(epilog="Examples:  netprobe latency 192.0.2.1   ·   netprobe latency host --tcp 443")
@@ -385,17 +433,21 @@ def results_export(
     from netprobe.config import open_named_store
     from netprobe.errors import ConfigError
     from netprobe.report.csv import write_csv
+    from netprobe.report.verify import export_lines
 
     if output_format not in ("jsonl", "csv"):
         raise ConfigError(f"--format must be jsonl or csv, not {output_format!r}")
+    if output_format == "jsonl" and kind is not None:
+        raise ConfigError("--kind is for csv: a sealed export is an unbroken piece of the chain")
     opened, zone = open_named_store(config, store)
-    records = opened.records(kind=kind, since=since, until=until)
-    opened.close()
-    if output_format == "jsonl":
-        for record in records:
-            sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
-    else:
-        write_csv(records, sys.stdout, zone)
+    try:
+        records = opened.records(kind=kind, since=since, until=until)
+        if output_format == "jsonl":
+            sys.stdout.write(export_lines(records, opened.sign_head(records)))
+        else:
+            write_csv(records, sys.stdout, zone)
+    finally:
+        opened.close()
 
 
 @results_app.command(
@@ -454,7 +506,7 @@ def _policy_help() -> str:
 @report_app.callback(
     invoke_without_command=True,
     epilog="Examples:  netprobe report --config agent.yml -o report.html   ·   "
-    "netprobe report --input export.jsonl --plan 100M/40M --policy cn-miit --lang zh_CN",
+    "netprobe --lang zh_CN report --input export.jsonl --plan 100M/40M --policy cn-miit",
 )
 def report(
     ctx: typer.Context,
@@ -512,22 +564,104 @@ def report(
 def report_verify(
     file: Annotated[Path, typer.Argument(help="An export (JSON lines) or a JSON/HTML report")],
     public_key: Annotated[
-        str | None, typer.Option(help="The probe's Ed25519 public key (base64) to require")
+        list[str] | None,
+        typer.Option(help="A probe public key (base64) to trust, from `netprobe evidence key`"),
+    ] = None,
+    trust_file: Annotated[
+        Path | None, typer.Option(help="File of trusted probe public keys, one a line")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Configuration whose servers[].public_key are pinned")
+    ] = None,
+    server_key: Annotated[
+        list[str] | None, typer.Option(help="NAME=KEY: a server receipt key to trust")
     ] = None,
 ) -> None:
-    """Check the hash chain and signatures; name the first record that fails (exit 1)."""
-    from netprobe.compliance.evidence import EvidenceError
-    from netprobe.report.verify import verify_file
+    """Check the chain, its signed head and the server receipts; exit 1 naming the first
+    failure, 4 when all is intact but no trusted key was given (signer not pinned)."""
+    from collections import Counter
 
+    from netprobe.compliance.evidence import EvidenceError, SignerNotPinned, key_fingerprint
+    from netprobe.compliance.receipts import check_records
+    from netprobe.console import error_line
+    from netprobe.report.render import pinned_server_keys
+    from netprobe.report.verify import load_trust_file, read_evidence, verify_file
+
+    trusted = set(public_key or [])
+    if trust_file is not None:
+        trusted |= load_trust_file(trust_file)
+    servers = []
+    if config is not None:
+        from netprobe.config import load_config
+
+        servers = load_config(config, measuring=False).servers
+    pinned = pinned_server_keys(servers, server_key or [])
     try:
-        count = verify_file(file, public_key)
+        summary = verify_file(file, trusted)
+    except SignerNotPinned as exc:
+        error_line(f"{file}: {exc}")
+        raise typer.Exit(EXIT_SIGNER_NOT_PINNED) from None
     except EvidenceError as exc:
         raise EvidenceError(f"{file}: {exc}") from None
+    records = read_evidence(file.read_bytes().decode("utf-8", errors="replace")).records
+    checks = [c for c in check_records(records, pinned) if c[2].status != "none"]
+    tally = Counter(c.describe() if c.status == "confirmed" else c.status for _r, _d, c in checks)
+    if tally:
+        typer.echo("receipts: " + ", ".join(f"{n} {what}" for what, n in sorted(tally.items())))
+    for record, direction, check in checks:
+        if check.status != "confirmed":
+            typer.echo(f"seq {record['evidence']['seq']} {direction}: {check.describe()}")
+    if any(check.failed for _r, _d, check in checks):
+        raise EvidenceError(f"{file}: a server receipt contradicts its record")
     typer.echo(
-        _("{file}: {count} records verified: unbroken chain, valid signatures").format(
-            file=file, count=count
+        _(
+            "{file}: {count} records verified (seq {first}-{last}): unbroken chain, valid "
+            "signatures, signed head, signer pinned (key {fingerprint})"
+        ).format(
+            file=file,
+            count=summary.count,
+            first=summary.first_seq,
+            last=summary.last_seq,
+            fingerprint=key_fingerprint(summary.first_key),
         )
     )
+
+
+evidence_app = _App(no_args_is_help=True, help="The probe's signing key.")
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.command("key")
+def evidence_key(config: StoreConfigOption = None, store: StorePathOption = None) -> None:
+    """Print the probe's public key and fingerprint: what a reader pins to trust its reports."""
+    from netprobe.config import open_named_store
+
+    opened, _zone = open_named_store(config, store)
+    try:
+        key = opened.signing_key()
+    finally:
+        opened.close()
+    typer.echo(f"fingerprint {key.fingerprint}")
+    typer.echo(f"public key  {key.public_key_b64}")
+
+
+@evidence_app.command("rotate")
+def evidence_rotate(
+    config: StoreConfigOption = None,
+    store: StorePathOption = None,
+    reason: Annotated[str, typer.Option(help="Why, kept in the chain")] = "scheduled rotation",
+) -> None:
+    """Switch to a new probe key through a chain record signed by the old one."""
+    from netprobe.config import open_named_store
+
+    opened, _zone = open_named_store(config, store)
+    try:
+        opened.rotate_key(reason)
+        key = opened.signing_key()
+    finally:
+        opened.close()
+    typer.echo(f"rotated; new fingerprint {key.fingerprint}")
+    typer.echo(f"public key  {key.public_key_b64}")
 
 
 @app.command(
@@ -561,8 +695,11 @@ def drive(
         int, typer.Option(min=1, max=16, help="Ad hoc: also measure N connections to classify")
     ] = 1,
     duration: Annotated[
-        float, typer.Option(min=2, max=600, help="Ad hoc: download seconds")
+        float, typer.Option(min=2, max=600, help="Ad hoc: seconds the steady rate must hold")
     ] = 10.0,
+    burst: Annotated[
+        float, typer.Option(min=0, max=600, help="Ad hoc: the longest burst to wait out, seconds")
+    ] = 25.0,
     upload: Annotated[
         str | None, typer.Option(help="Ad hoc: upload this much fresh data, e.g. 16MiB")
     ] = None,
@@ -572,7 +709,7 @@ def drive(
 ) -> None:
     """Measure cloud drives: the configured ones, or one file given by --url."""
     from netprobe.config import drives_named
-    from netprobe.console import error_line
+    from netprobe.console import ProgressSink, error_line
     from netprobe.drives.config import Credentials, ad_hoc, ad_hoc_with
     from netprobe.drives.result import describe
     from netprobe.drives.run import probe_drives
@@ -597,10 +734,12 @@ def drive(
                 headers=header or [],
                 connections=connections,
                 duration_seconds=duration,
+                burst_seconds=burst,
                 upload_bytes=parse_size(upload) if upload is not None else None,
             )
         ]
-    results = asyncio.run(probe_drives(drives, line=None, run_id=new_id()))
+    sink = None if as_json else ProgressSink()
+    results = asyncio.run(probe_drives(drives, line=None, run_id=new_id(), sink=sink))
     failed = False
     for result in results:
         if as_json:

@@ -11,6 +11,7 @@ import runs downwards (tests/test_layers.py). An unknown key anywhere is an erro
 
 from __future__ import annotations
 
+import base64
 import socket
 import zoneinfo
 from dataclasses import dataclass, field
@@ -37,10 +38,16 @@ DEFAULT_LISTEN = "0.0.0.0:9469"
 
 @dataclass
 class ExporterConfig:
-    """The `exporter:` section."""
+    """The `exporter:` section.
+
+    `enable_lifecycle` opens POST /-/reload (Prometheus' --web.enable-lifecycle): off by
+    default, since anyone who can reach the port could otherwise make the agent re-read its
+    files; SIGHUP always works.
+    """
 
     listen: str = DEFAULT_LISTEN
     web_config: str | None = None
+    enable_lifecycle: bool = False
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -121,14 +128,26 @@ class ServerConfig:
     url: str
     protocol: str = "native"
     name: str = ""
+    # The server's receipt key (base64, from its /.well-known/netprobe-key): receipts signed
+    # by it confirm tests in reports.
+    public_key: str | None = None
 
     def __post_init__(self) -> None:
+        if self.public_key is not None and len(_b64_bytes(self.public_key)) != 32:
+            raise ValueError("public_key: expected a base64 Ed25519 public key (32 bytes)")
         if self.protocol not in BACKENDS:
             raise ValueError(
                 f"protocol: unknown protocol {self.protocol!r} (known: {', '.join(BACKENDS)})"
             )
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url: expected an http:// or https:// URL, got {self.url!r}")
+
+
+def _b64_bytes(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return b""
 
 
 @dataclass
@@ -310,14 +329,16 @@ def open_named_store(
     its times are shown in (the probe's `timezone`, else this machine's). Only with `create`
     is a store that does not exist yet made."""
     zone: tzinfo | None = None
+    key_path: Path | None = None
     if store is not None:
         path = store
     elif config is not None:
         loaded = load_config(config, measuring=False)
         path, zone = Path(loaded.store.path), loaded.probe.zone()
+        key_path = Path(loaded.store.key_file) if loaded.store.key_file else None
     else:
         raise ConfigError("give --config FILE or --store PATH")
     if not path.exists() and not create:
         raise ConfigError(f"no results store at {path}")
     local = datetime.now().astimezone().tzinfo
-    return Store(path), zone or local or UTC
+    return Store(path, key_path), zone or local or UTC

@@ -11,9 +11,11 @@ from rich.console import Console
 
 from netprobe.compliance.series import parse_utc
 from netprobe.events import Event
-from netprobe.i18n import _
+from netprobe.i18n import N_, _
 from netprobe.results import LineResult
 from netprobe.units import format_rate, format_size, mbit
+
+RECORD_KINDS = (N_("line"), N_("drive"))
 
 
 def direction_name(direction: str) -> str:
@@ -77,8 +79,10 @@ def print_summary(
     if not measured:
         return
     console = console or Console()
-    label = _("server")
-    console.print(f"{label:<9} {result.server.url} ({result.server.protocol})", highlight=False)
+    server_label = _("server")
+    console.print(
+        f"{server_label:<9} {result.server.url} ({result.server.protocol})", highlight=False
+    )
     if result.idle_latency_seconds is not None:
         loaded = "".join(
             _(", {ms:.1f} ms during {direction}").format(
@@ -88,7 +92,8 @@ def print_summary(
             if d.loaded_latency_seconds is not None
         )
         idle = _("{ms:.2f} ms idle").format(ms=result.idle_latency_seconds * 1000)
-        console.print(f"{_('latency'):<9} {idle}{loaded}", highlight=False)
+        label = _("latency")
+        console.print(f"{label:<9} {idle}{loaded}", highlight=False)
     for direction in measured:
         rate = direction.bytes_per_second or 0.0
         line = f"{direction_name(direction.direction):<9} [bold]{mbit(rate):.1f} Mbit/s[/bold]"
@@ -184,7 +189,7 @@ def results_table(records: list[dict[str, Any]], zone: tzinfo) -> str:
         rows.append(
             [
                 local,
-                str(record.get("kind", "?")),
+                _(str(record.get("kind", "?"))),
                 _direction_cell(record.get("download", record.get("transfer"))),
                 _direction_cell(record.get("upload")),
                 _validity(record),

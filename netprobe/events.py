@@ -1,20 +1,33 @@
-"""The event protocol of a run: the engine emits, sinks observe.
+"""The event protocol of a run: a run emits, sinks observe.
 
-A measurement never knows who watches it. The CLI's progress bar, the JSON printer, the agent's
-store and metrics are all sinks of the same events (m-lab/ndt7-client-go's emitter model):
+A measurement never knows who watches it. A line test (`measure_line`) and a drive probe
+(`probe_drives`) emit the same kinds of events, per direction "started", "sample"...,
+"finished" (or "error"), and end with one "result" event whose `detail` is the finished
+record (a `to_dict()`). The CLI's progress line and JSON printer, and the agent's store (which
+seals), metric sources, push loop and log are all sinks of these events
+(m-lab/ndt7-client-go's emitter model); the agent fans each event out to all of them:
 
-    sink = Recorder()
-    await measure_line(server, options, sink=sink)
-    [e.kind for e in sink.events]  # ["started", "sample", ..., "warmup_done", ..., "finished"]
+    sink = Fanout([Recorder(), JsonSink(print)])
+    await measure_line(backend, ["download"], options, sink)
+    [e.kind for e in sink.sinks[0].events]  # ["started", "sample", ..., "finished", "result"]
+
+Adding a sink is one class with `emit(event)` (or `observe(record)` on a `ResultObserver`)
+and one line where the sinks are wired (`netprobe/agent/main.py`, `Agent.sinks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-EventKind = Literal["started", "streams", "sample", "warmup_done", "finishing", "finished", "error"]
+EventKind = Literal[
+    "started", "streams", "sample", "warmup_done", "finishing", "finished", "error", "result"
+]
+
+log = logging.getLogger("netprobe.events")
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,11 @@ class Sink(Protocol):
     def emit(self, event: Event) -> None: ...
 
 
+def result_event(record: dict[str, Any]) -> Event:
+    """The last event of a run: `detail` is the finished record."""
+    return Event(kind="result", direction="", detail=record)
+
+
 class NullSink:
     """A sink that ignores everything."""
 
@@ -55,7 +73,7 @@ class Recorder:
 
 
 class Fanout:
-    """Sends each event to several sinks; one failing sink never breaks the run."""
+    """Sends each event to several sinks in order; one failing sink never breaks the run."""
 
     def __init__(self, sinks: Iterable[Sink]) -> None:
         self.sinks = list(sinks)
@@ -65,4 +83,37 @@ class Fanout:
             try:
                 sink.emit(event)
             except Exception:
-                continue
+                log.exception("sink %s failed on a %s event", type(sink).__name__, event.kind)
+
+
+class ResultObserver:
+    """A sink that only wants finished records: `observe(record)` for each "result" event."""
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "result":
+            self.observe(event.detail)
+
+    def observe(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class JsonSink(ResultObserver):
+    """Writes each finished record as one JSON line (`--json`, `results export`)."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self.write = write
+
+    def observe(self, record: dict[str, Any]) -> None:
+        self.write(json.dumps(record, separators=(",", ":")))
+
+
+class HoldResult:
+    """Passes a run's events on but its "result": for a caller that completes the record
+    (the agent adds conditions and validity) and emits the completed one itself."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def emit(self, event: Event) -> None:
+        if event.kind != "result":
+            self.sink.emit(event)

@@ -29,6 +29,7 @@ import html
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -42,12 +43,16 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from netprobe import __version__
 from netprobe.configschema import build
 from netprobe.errors import ConfigError, cannot_listen
+from netprobe.events import Event
 
 log = logging.getLogger(__name__)
 
 
 class MetricSource(Protocol):
-    """One area's metrics: fed each stored result, asked for its families at scrape time."""
+    """One area's metrics: a sink of run events (an `events.ResultObserver` is fed each
+    finished record through `observe`), asked for its families at scrape time."""
+
+    def emit(self, event: Event) -> None: ...
 
     def observe(self, record: dict[str, Any]) -> None: ...
 
@@ -134,17 +139,42 @@ def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
     return context
 
 
+# bcrypt runs on threads of its own: on the loop's default pool, a burst of wrong passwords
+# would queue behind it everything else that uses that pool (name resolution, file reads).
+BCRYPT_THREADS = 1
+# Longer than any scrape interval Prometheus is usually given, so a scraper keeps its connection.
+IDLE_SECONDS = 75.0
+# Checks waiting for a bcrypt thread at most; beyond, a request is refused without hashing, so a
+# flood of guesses costs the probe a bounded amount of CPU and memory.
+BCRYPT_QUEUE = 8
+_bcrypt_pool: ThreadPoolExecutor | None = None
+
+
+def _bcrypt_executor() -> ThreadPoolExecutor:
+    global _bcrypt_pool
+    if _bcrypt_pool is None:
+        _bcrypt_pool = ThreadPoolExecutor(BCRYPT_THREADS, thread_name_prefix="bcrypt")
+    return _bcrypt_pool
+
+
 class BasicAuth:
     """Checks Authorization headers against bcrypt hashes.
 
     bcrypt is slow on purpose (tens of ms, more on a Pi); a password that verified once is
     remembered by its SHA-256 for the life of this object, as exporter-toolkit does, so a
-    15-second scrape does not cost a bcrypt round each time.
+    15-second scrape does not cost a bcrypt round each time. An unknown user costs the same
+    bcrypt round as a known one (against a stand-in hash of the same cost), so answer times do
+    not tell which user names exist.
     """
 
     def __init__(self, users: dict[str, str]) -> None:
         self.users = users
         self._verified: set[tuple[str, bytes]] = set()
+        self._waiting = 0
+        # A hash of the users' own cost for unknown users: matching its all-zero checksum would
+        # take a 184-bit collision, and an unknown user is refused whatever bcrypt says.
+        cost = next(iter(users.values()), "$2b$10$")[4:6] if users else "10"
+        self._stand_in = f"$2b${cost}$" + "." * 53
 
     async def allows(self, header: str | None) -> bool:
         if not self.users:
@@ -156,17 +186,33 @@ class BasicAuth:
         except (binascii.Error, UnicodeDecodeError):
             return False
         hashed = self.users.get(user)
-        if hashed is None:
-            return False
         token = (user, hashlib.sha256(password.encode()).digest())
-        if token in self._verified:
+        if hashed is not None and token in self._verified:
             return True
+        if self._waiting >= BCRYPT_QUEUE:
+            return False
+        ok = await self._checkpw(password, hashed or self._stand_in)
+        if ok and hashed is not None:
+            self._verified.add(token)
+            return True
+        return False
+
+    async def _checkpw(self, password: str, hashed: str) -> bool:
         import bcrypt
 
-        ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode())
-        if ok:
-            self._verified.add(token)
-        return bool(ok)
+        self._waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            check = bcrypt.checkpw
+            return bool(
+                await loop.run_in_executor(
+                    _bcrypt_executor(), check, password.encode(), hashed.encode()
+                )
+            )
+        except ValueError:  # a malformed stand-in or stored hash never lets anyone in
+            return False
+        finally:
+            self._waiting -= 1
 
 
 _LANDING = """<!doctype html>
@@ -181,11 +227,15 @@ _LANDING = """<!doctype html>
 def build_app(
     registry: CollectorRegistry,
     *,
-    reload: Callable[[], Awaitable[str | None]],
+    reload: Callable[[], Awaitable[str | None]] | None = None,
     probe_id: Callable[[], str] = lambda: "",
     auth: Callable[[], BasicAuth] = lambda: BasicAuth({}),
+    problems: Callable[[], list[str]] = list,
 ) -> web.Application:
     """The exporter's routes; `reload()` returns None on success or the error message.
+
+    Without `reload` (the lifecycle API not enabled) POST /-/reload is refused with 403; any
+    other method on it is 405.
 
     `auth` is asked per request, so a reload that changes the users takes effect at once.
     """
@@ -206,9 +256,14 @@ def build_app(
         return web.Response(text=page, content_type="text/html")
 
     async def healthy(request: web.Request) -> web.Response:
+        found = problems()
+        if found:
+            return web.Response(status=503, text="Unhealthy: " + "; ".join(found) + "\n")
         return web.Response(text="Healthy\n")
 
     async def do_reload(request: web.Request) -> web.Response:
+        if reload is None:
+            return web.Response(status=403, text="Lifecycle API is not enabled.\n")
         error = await reload()
         if error is not None:
             return web.Response(status=500, text=f"failed to reload config: {error}\n")
@@ -225,8 +280,14 @@ def build_app(
 async def start_exporter(
     app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
 ) -> web.AppRunner:
-    """Listen on the running loop; `cleanup()` the runner to stop."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    """Listen on the running loop; `cleanup()` the runner to stop.
+
+    An idle keep-alive connection is closed after `IDLE_SECONDS` (aiohttp's default is an hour),
+    so idle sockets cannot pile up on a small device.
+    """
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_SECONDS
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()

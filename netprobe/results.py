@@ -9,11 +9,13 @@ never a zero rate.
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 Direction = Literal["download", "upload"]
 DIRECTIONS: tuple[Direction, ...] = ("download", "upload")
@@ -22,6 +24,37 @@ DIRECTIONS: tuple[Direction, ...] = ("download", "upload")
 def utc_now_iso() -> str:
     """Wall-clock time now, ISO 8601 in UTC with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def public_url(url: str) -> str:
+    """`url` as it may be stored and shown: no `user:password@`, query values replaced by `*`
+    (a token there is as secret as a password); a fragment dropped."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return url.split("@")[-1].split("?")[0]
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    query = "&".join(f"{name}=*" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_URL_IN_TEXT = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def without_secrets(value: Any) -> Any:
+    """`value` (a record, or any part of one) with every URL in its text made `public_url`:
+    an error message quoting a configured URL carries no password or token either."""
+    if isinstance(value, str):
+        return _URL_IN_TEXT.sub(lambda m: public_url(m.group()), value) if "://" in value else value
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
 
 
 def new_id() -> str:
@@ -86,6 +119,7 @@ class DirectionResult:
     cpu_seconds: float | None = None  # the client process's CPU while this direction ran
     reason: str | None = None
     error: str | None = None
+    receipt: dict[str, Any] | None = None  # the server's signed receipt (serve/receipt.py)
 
     @classmethod
     def failed(
@@ -103,12 +137,15 @@ class DirectionResult:
 
 @dataclass
 class Server:
-    """Who was measured against; never holds credentials."""
+    """Who was measured against; never holds credentials (see `public_url`)."""
 
     url: str
     name: str = ""
     protocol: str = "native"
     version: str = ""
+
+    def __post_init__(self) -> None:
+        self.url = public_url(self.url)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Server:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from netprobe.compliance.evidence import HEAD_TAG
 from netprobe.errors import ConfigError
 from netprobe.results import DIRECTIONS, DirectionResult, LineResult, Method, Server
 
@@ -142,27 +143,36 @@ def _json_lines(text: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, _Unreadable(f"not JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not (isinstance(value, dict) and HEAD_TAG in value):  # an export's signed head
+            yield number, value
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     reader = csv.DictReader(io.StringIO(text))
     for row in reader:
-        yield reader.line_num, {(k or "").strip().lower().replace(" ", "_"): v for k, v in row.items()}
+        yield (
+            reader.line_num,
+            {(k or "").strip().lower().replace(" ", "_"): v for k, v in row.items()},
+        )
 
 
 def _speedtest_cli_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     has_header = text.lstrip().startswith("Server ID")
     reader = csv.reader(io.StringIO(text))
     for row in reader:
-        if has_header and reader.line_num == 1 or not row:
+        if (has_header and reader.line_num == 1) or not row:
             continue
         names = [c.lower().replace(" ", "_") for c in SPEEDTEST_CLI_COLUMNS]
         if len(row) != len(names):
-            yield reader.line_num, _Unreadable(
-                f"{len(row)} columns, expected {len(names)} ({', '.join(SPEEDTEST_CLI_COLUMNS)})"
+            yield (
+                reader.line_num,
+                _Unreadable(
+                    f"{len(row)} columns, expected {len(names)} ({', '.join(SPEEDTEST_CLI_COLUMNS)})"
+                ),
             )
             continue
         yield reader.line_num, dict(zip(names, row, strict=True))
@@ -345,8 +355,7 @@ def _netprobe_csv_rows(text: str) -> Iterator[tuple[int, Any]]:
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
     for number, row in _csv_rows(text):
         key = row.get("id") or f"line-{number}"
-        first, joined = by_id.setdefault(key, (number, {"rows": []}))
-        joined["rows"].append((number, row))
+        by_id.setdefault(key, (number, {"rows": []}))[1]["rows"].append((number, row))
     yield from by_id.values()
 
 
@@ -369,6 +378,8 @@ def _from_netprobe_csv(joined: Any, zone: tzinfo | None) -> dict[str, Any]:
         "probe_id": first.get("probe_id") or "",
         "idle_latency_seconds": _number(first, "idle_latency_seconds", required=False),
     }
+    if first.get("imported_from"):
+        record["source"] = {"tool": first["imported_from"], "format": "netprobe-csv"}
     for number, row in rows:
         direction = row.get("direction")
         if direction not in DIRECTIONS:

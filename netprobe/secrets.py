@@ -48,14 +48,3 @@ class Secret:
         if not value:
             raise ConfigError("secret file is empty", file=str(path))
         return value
-
-    def replace(self, value: str) -> None:
-        """Store a rotated secret (Baidu refresh tokens are single-use) back into its file."""
-        if self.file is None:
-            return
-        path = Path(self.file)
-        temporary = path.with_name(path.name + ".new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value + "\n")
-        temporary.replace(path)

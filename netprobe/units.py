@@ -105,4 +105,6 @@ def time_zone(name: str, option: str = "timezone") -> tzinfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise UnitError(f"{option}: {name!r} is not a known time zone (e.g. Europe/Berlin)") from None
+        raise UnitError(
+            f"{option}: {name!r} is not a known time zone (e.g. Europe/Berlin)"
+        ) from None

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from netprobe.compliance.evidence import GENESIS, ProbeKey, seal_record
+from netprobe.compliance.evidence import GENESIS, ProbeKey, seal_record, sign_head, verify_chain
 from netprobe.results import Conditions, DirectionResult, LineResult, Method, Server
 
 Rate = float | str | None
@@ -82,6 +82,11 @@ def record(
     if ident is not None:
         data["id"] = ident
     return data
+
+
+def head_for(sealed: list[dict[str, Any]], key: ProbeKey) -> dict[str, Any]:
+    """The signed export head the store would write for these sealed records."""
+    return sign_head(verify_chain(sealed), key)
 
 
 def seal(records: list[dict[str, Any]], key: ProbeKey) -> list[dict[str, Any]]:

@@ -1,10 +1,11 @@
-"""Local stand-ins for cloud drives: the throttle shapes of METHOD.md §5 and Baidu's xpan API.
+"""Local stand-ins for cloud drives: the throttle shapes of docs/method.md §5 and Baidu's xpan API.
 
 One aiohttp app serves every shape under its own path, paced exactly, so the probe's figures
 can be checked against known caps:
 
     /capped/F          per-connection cap of `rate` bytes/s
-    /burst/F           `burst_rate` for `burst_seconds`, then `rate` (Aliyun third-party clients)
+    /burst/F           `burst_rate` for `burst_seconds` (or for `burst_bytes` when set), then
+                       `rate` (Aliyun third-party clients); the file is `file_bytes` long
     /single/F          at most `max_connections` at once, more get HTTP 403 (Aliyun)
     /quota/F           `quota_bytes` in all, then 403 with {"code": 5113} (123pan's daily quota)
     /html/F            a login page with HTTP 200 instead of the file
@@ -23,11 +24,11 @@ namespace) with `python tests/drive_standins.py HOST PORT RATE`.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from aiohttp import BodyPartReader, web
 FILE_BYTES = 256 * 1024 * 1024
 _BLOCK = os.urandom(1 << 20)
 _CHUNK = 16 * 1024
+_RING = _BLOCK + _BLOCK[:_CHUNK]  # any chunk is one slice, however the offset falls
 ACCESS_TOKEN = "AT.secret-baidu-access-7f3e9d"
 REFRESH_TOKEN = "RT.secret-baidu-refresh-1a2b3c"
 ROTATED_REFRESH_TOKEN = "RT.secret-baidu-refresh-rotated-4d5e6f"
@@ -50,10 +52,15 @@ class Shapes:
     rate: float = 2_000_000.0
     burst_rate: float = 8_000_000.0
     burst_seconds: float = 1.5
+    burst_bytes: int | None = None
+    file_bytes: int = FILE_BYTES
     max_connections: int = 1
     quota_bytes: int = 3_000_000
     vip_type: int = 0
     refresh_expired: bool = False
+    # Baidu's refresh tokens are single-use: each refresh spends one and grants the next.
+    refresh_tokens: set[str] = field(default_factory=lambda: {REFRESH_TOKEN})
+    refreshes: int = 0
     active: int = 0
     quota_used: int = 0
     files: dict[str, int] = field(default_factory=lambda: {"/netprobe/big.bin": 777})
@@ -72,9 +79,12 @@ async def _paced(
     *,
     burst_rate: float = 0.0,
     burst_seconds: float = 0.0,
+    burst_bytes: float | None = None,
     size: int = FILE_BYTES,
 ) -> web.StreamResponse:
-    """Send `size` bytes (from the Range start), never faster than the schedule allows."""
+    """Send `size` bytes (from the Range start), never faster than the schedule allows: the
+    first `burst_bytes` (default `burst_rate` × `burst_seconds`) at `burst_rate`, then `rate`.
+    The schedule is in bytes and time, so a stalled event loop is caught up, not lost."""
     start = 0
     header = request.headers.get("Range", "")
     if header.startswith("bytes="):
@@ -88,13 +98,15 @@ async def _paced(
     await response.prepare(request)
     loop = asyncio.get_running_loop()
     began = loop.time()
-    burst_bytes = burst_rate * burst_seconds
+    if burst_bytes is None:
+        burst_bytes = burst_rate * burst_seconds
+    burst_seconds = burst_bytes / burst_rate if burst_rate else 0.0
     sent = 0
     try:
         while sent < length:
             n = min(_CHUNK, length - sent)
             offset = (start + sent) % len(_BLOCK)
-            chunk = (_BLOCK + _BLOCK[:_CHUNK])[offset : offset + n]
+            chunk = _RING[offset : offset + n]
             await response.write(chunk)
             sent += n
             due = (
@@ -105,7 +117,7 @@ async def _paced(
             delay = began + due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):
         pass
     return response
 
@@ -117,7 +129,12 @@ async def capped(request: web.Request) -> web.StreamResponse:
 async def burst(request: web.Request) -> web.StreamResponse:
     shapes = request.app[SHAPES]
     return await _paced(
-        request, shapes.rate, burst_rate=shapes.burst_rate, burst_seconds=shapes.burst_seconds
+        request,
+        shapes.rate,
+        burst_rate=shapes.burst_rate,
+        burst_seconds=shapes.burst_seconds,
+        burst_bytes=shapes.burst_bytes,
+        size=shapes.file_bytes,
     )
 
 
@@ -200,20 +217,20 @@ def _errno(errno: int, **extra: Any) -> web.Response:
 async def oauth_token(request: web.Request) -> web.Response:
     shapes = request.app[SHAPES]
     query = request.query
-    if shapes.refresh_expired or query.get("refresh_token") not in (
-        REFRESH_TOKEN,
-        ROTATED_REFRESH_TOKEN,
-    ):
+    if shapes.refresh_expired or query.get("refresh_token") not in shapes.refresh_tokens:
         return web.json_response(
             {"error": "expired_token", "error_description": "refresh token has been used"},
             status=400,
         )
     if query.get("client_secret") != CLIENT_SECRET or query.get("grant_type") != "refresh_token":
         return web.json_response({"error": "invalid_client"}, status=401)
+    shapes.refreshes += 1
+    rotated = f"{ROTATED_REFRESH_TOKEN}-{shapes.refreshes}"
+    shapes.refresh_tokens = {rotated}
     return web.json_response(
         {
             "expires_in": 2592000,
-            "refresh_token": ROTATED_REFRESH_TOKEN,
+            "refresh_token": rotated,
             "access_token": ACCESS_TOKEN,
             "session_secret": "",
             "session_key": "",
@@ -368,6 +385,25 @@ def build_app(shapes: Shapes | None = None) -> web.Application:
     return app
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Cloud-drive stand-ins (see the docstring).")
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("rate", type=float, help="the steady rate, bytes/s")
+    parser.add_argument("--burst-rate", type=float, default=0.0, help="bytes/s (0: no burst)")
+    parser.add_argument("--burst-seconds", type=float, default=0.0)
+    parser.add_argument("--burst-bytes", type=int, default=None, help="instead of seconds")
+    parser.add_argument("--file-bytes", type=int, default=FILE_BYTES)
+    args = parser.parse_args()
+    shapes = Shapes(
+        rate=args.rate,
+        burst_rate=args.burst_rate or args.rate,
+        burst_seconds=args.burst_seconds,
+        burst_bytes=args.burst_bytes,
+        file_bytes=args.file_bytes,
+    )
+    web.run_app(build_app(shapes), host=args.host, port=args.port, print=None)
+
+
 if __name__ == "__main__":
-    host, port, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-    web.run_app(build_app(Shapes(rate=rate)), host=host, port=port, print=None)
+    main()

@@ -16,6 +16,7 @@ def test_bad_reload_keeps_the_running_config_and_says_so(tmp_path: Path) -> None
         tmp_path,
         embedded_server={"host": "127.0.0.1", "port": 0},
         schedule={"startup_delay": "1h"},
+        exporter={"enable_lifecycle": True},
     )
     agent = AgentProcess(config)
     try:

@@ -7,6 +7,7 @@ code. The same rows are the table in docs/cli.md; this test fails when either dr
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from lab import free_port
 
 from netprobe import __version__
 
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING) ")
 DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
 
 # (arguments, the one line printed, exit code); stdout for success, stderr otherwise.
@@ -50,6 +52,18 @@ CASES: list[tuple[str, str, int]] = [
     ),
     (
         "serve --host 127.0.0.1 --port {port}",
+        "netprobe: error: cannot listen on 127.0.0.1:{port}: the port is already in use "
+        "(another netprobe or server?)",
+        2,
+    ),
+    (
+        "drive --url example.net/file.bin --kind http",
+        "netprobe: error: --url must be an http(s) URL such as https://host/file, not "
+        "'example.net/file.bin'",
+        2,
+    ),
+    (
+        "agent --config agent.yml",
         "netprobe: error: cannot listen on 127.0.0.1:{port}: the port is already in use "
         "(another netprobe or server?)",
         2,
@@ -120,12 +134,17 @@ def test_each_input_prints_one_line_and_its_exit_code(
     workdir: Path, arguments: str, printed: str, code: int
 ) -> None:
     with socket.socket() as held:
-        if arguments.startswith("serve"):
+        if arguments.startswith(("serve", "agent")):
             held.bind(("127.0.0.1", 0))
             held.listen()
             port = held.getsockname()[1]
         else:
             port = free_port()
+        (workdir / "agent.yml").write_text(
+            "contract: {download: 100Mbit, upload: 20Mbit}\n"
+            "servers: [{url: 'http://127.0.0.1:9/'}]\n"
+            f"store: {{path: results.db}}\nexporter: {{listen: '127.0.0.1:{port}'}}\n"
+        )
         done = subprocess.run(
             [sys.executable, "-m", "netprobe", *arguments.format(port=port).split()],
             capture_output=True,
@@ -136,7 +155,9 @@ def test_each_input_prints_one_line_and_its_exit_code(
         )
     output = done.stdout if code == 0 else done.stderr
     assert done.returncode == code, (done.stdout, done.stderr)
-    assert output.strip().splitlines() == [printed.format(port=port)]
+    # The agent's own log lines (timestamped) may come first; the error is still one line.
+    lines = [line for line in output.strip().splitlines() if not LOG_LINE.match(line)]
+    assert lines == [printed.format(port=port)]
     assert "Traceback" not in done.stderr and "Errno" not in done.stderr
 
 

@@ -1,5 +1,5 @@
 """Lint of the Grafana dashboards: the rules of grafana/dashboard-linter (named after them),
-the house rules of METHOD.md §6 (units and descriptions on every panel, stable uids), that
+the house rules of docs/method.md §6 (units and descriptions on every panel, stable uids), that
 every query is valid PromQL (promtool parses them), and that the provisioning files and the
 compose file fit together.
 """
@@ -107,7 +107,7 @@ def test_panel_rules(name: str, panel: dict[str, Any]) -> None:
         assert target["datasource"]["uid"] in DATASOURCE_UIDS
     # panel-title-description-rule
     assert panel["title"].strip() and panel["description"].strip()
-    # panel-units-rule, on every panel (METHOD.md §6), not only the linter's panel types
+    # panel-units-rule, on every panel (docs/method.md §6), not only the linter's panel types
     assert panel["fieldConfig"]["defaults"].get("unit") in VALID_UNITS
     # panel-no-targets-rule
     assert panel["targets"], "a panel without queries"

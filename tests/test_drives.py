@@ -37,7 +37,7 @@ from netprobe.configschema import build
 from netprobe.drives.classify import Evidence, classify
 from netprobe.drives.config import DownloadConfig, DriveConfig, Secret, UploadConfig, ad_hoc
 from netprobe.drives.metrics import DriveMetrics
-from netprobe.drives.result import DriveResult
+from netprobe.drives.result import DriveResult, describe
 from netprobe.drives.run import probe_drive, probe_drives
 from netprobe.drives.s3 import EMPTY_SHA256, sign
 from netprobe.errors import ConfigError
@@ -54,7 +54,7 @@ def within(measured: float | None, cap: float, tolerance: float = 0.05) -> bool:
 
 
 def drive(name: str, kind: str, url: str, path: str = "", **fields: object) -> DriveConfig:
-    """A drive with short windows: 3 s per phase, the first second counted as burst."""
+    """A drive with short phases: its steady rate held 3 s, a burst waited out for 1 s."""
     defaults: dict[str, object] = {
         "duration_seconds": 3.0,
         "burst_seconds": 1.0,
@@ -67,6 +67,14 @@ def drive(name: str, kind: str, url: str, path: str = "", **fields: object) -> D
         download=DownloadConfig(path=path),
         **{**defaults, **fields},  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(autouse=True)
+def state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The service's writable state directory (systemd's StateDirectory=), private to a test."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    return state
 
 
 @pytest.fixture
@@ -151,6 +159,58 @@ async def test_rclone_as_the_client(share: Path) -> None:
     assert leftovers(share) == []
 
 
+def rclone_clients_of(parent: int) -> list[int]:
+    """Process ids of the rclone clients (not `rclone serve`) that `parent` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if int(fields[1]) == parent and argv[0] == b"rclone" and argv[1] != b"serve":
+                found.append(int(entry.name))
+    return found
+
+
+async def test_rclone_gets_its_secrets_through_the_environment_not_argv(share: Path) -> None:
+    """The connection string's password and the header reach rclone (the transfer works) but
+    never its command line, which any user can read in /proc/<pid>/cmdline."""
+    import asyncio
+
+    password, header_secret = "dav-secret-pass-77q", "header-secret-value-31x"
+    obscured = subprocess.run(
+        ["rclone", "obscure", password], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    with rclone_webdav(share, "--user", "probe", "--pass", password) as url:
+        remote = f":webdav,url='{url}',user=probe,pass={obscured}:"
+        config = drive("rc", "rclone", remote, "big.bin", headers={"X-Probe": header_secret})
+        seen: list[tuple[bytes, bytes]] = []
+
+        async def watch() -> None:
+            while True:
+                for pid in rclone_clients_of(os.getpid()):
+                    with contextlib.suppress(OSError):
+                        proc = Path(f"/proc/{pid}")
+                        seen.append(
+                            ((proc / "cmdline").read_bytes(), (proc / "environ").read_bytes())
+                        )
+                await asyncio.sleep(0.2)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            result = await probe_drive(config, line=None, run_id="r4")
+        finally:
+            watcher.cancel()
+    down = result.download
+    assert down is not None and down.ok, down
+    assert seen, "no rclone process was seen running"
+    for cmdline, environ in seen:
+        for secret in (password, obscured, header_secret):
+            assert secret.encode() not in cmdline, cmdline
+        assert obscured.encode() in environ and header_secret.encode() in environ
+
+
 async def test_wsgidav_with_basic_auth(
     share: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,7 +241,7 @@ async def test_wsgidav_with_basic_auth(
         config.credentials.username = BASIC_USER
         config.credentials.password = Secret(env="NETPROBE_TEST_DAV_PASSWORD")
         config.upload = UploadConfig(enabled=True, size=2 * MIB, path="/")
-        config.budget = 400 * MIB
+        config.max_bytes = 400 * MIB
         result = await probe_drive(config, line=None, run_id="r4")
         config.credentials.password = Secret(env="NETPROBE_TEST_UNSET")
         monkeypatch.setenv("NETPROBE_TEST_UNSET", "wrong-password")
@@ -192,7 +252,7 @@ async def test_wsgidav_with_basic_auth(
     assert result.download is not None and result.download.ok, result.download
     assert result.download.bytes_per_second and result.download.bytes_per_second > 1 * MIB
     assert result.upload is not None and result.upload.ok, result.upload
-    assert result.download.bytes + result.upload.bytes <= config.budget
+    assert result.download.bytes + result.upload.bytes <= config.max_bytes
     assert leftovers(share) == []
     assert refused.download is not None and refused.download.reason == "auth"
 
@@ -220,7 +280,7 @@ async def test_s3_against_moto(tmp_path: Path) -> None:
         config.credentials.access_key_id = "AKIDNETPROBE"
         config.credentials.secret_access_key = Secret(env="NETPROBE_TEST_S3_SECRET")
         config.upload = UploadConfig(enabled=True, size=3 * MIB, path="data")
-        config.budget = 64 * MIB
+        config.max_bytes = 64 * MIB
         result = await probe_drive(config, line=None, run_id="r5")
         keys = [o["Key"] for o in client.list_objects_v2(Bucket="probe").get("Contents", [])]
     finally:
@@ -297,6 +357,73 @@ async def test_burst_then_cap() -> None:
     assert down.burst_bytes_per_second and down.burst_bytes_per_second > 2.5 * STANDIN_RATE
 
 
+BURST_STEADY_RATE = 1_000_000.0
+BURST_RATE = 20 * BURST_STEADY_RATE
+
+
+@pytest.mark.parametrize(
+    ("burst_seconds", "burst_bytes"),
+    [(1.0, None), (4.0, None), (None, 30_000_000), (None, None)],
+    ids=["1s", "4s", "30MB", "none"],
+)
+async def test_steady_rate_after_a_burst_of_unknown_length(
+    burst_seconds: float | None, burst_bytes: int | None
+) -> None:
+    """The steady rate is read after the burst, whether the burst is set by time or by bytes
+    and however long it is; its length and size are reported. The probe is not told either:
+    it holds 4 s of steady state and waits out at most 6 s of burst."""
+    shapes = Shapes(
+        rate=BURST_STEADY_RATE,
+        burst_rate=BURST_RATE if burst_seconds or burst_bytes else BURST_STEADY_RATE,
+        burst_seconds=burst_seconds or 0.0,
+        burst_bytes=burst_bytes,
+    )
+    async with standin(shapes) as (url, _):
+        config = drive(
+            "aliyun", "http", f"{url}/burst/big.bin", duration_seconds=4.0, burst_seconds=6.0
+        )
+        sink = Recorder()
+        result = await probe_drive(config, line=None, run_id="b", sink=sink)
+    down = result.download
+    assert down is not None and down.ok, down
+    assert within(down.bytes_per_second, BURST_STEADY_RATE), down.bytes_per_second
+    assert down.stop_reason == "steady"
+    assert down.steady_seconds is not None and down.steady_seconds >= 4.0
+    # The progress line (netprobe drive) turns from "warm-up" to "measuring" when the burst ends.
+    kinds = [e.kind for e in sink.events]
+    assert kinds[0] == "started" and kinds[-1] == "finished" and kinds.count("sample") >= 4
+    if burst_seconds is None and burst_bytes is None:
+        assert "warmup_done" not in kinds
+        assert down.throttle == "unknown"
+        assert down.burst_seconds is None and down.burst_bytes is None
+        return
+    assert kinds.count("warmup_done") == 1
+    assert down.throttle == "burst_then_cap"
+    # A busy machine may not serve the burst at its full rate: a burst set by time then carries
+    # fewer bytes, one set by bytes lasts longer. What the stand-in fixed is found.
+    if burst_bytes is not None:
+        assert within(down.burst_bytes, burst_bytes, 0.10), down.burst_bytes
+    else:
+        assert within(down.burst_seconds, burst_seconds or 0.0, 0.10), down.burst_seconds
+    assert down.burst_bytes_per_second and down.burst_bytes_per_second > 5 * BURST_STEADY_RATE
+
+
+async def test_max_bytes_that_ends_the_test_is_named() -> None:
+    """A fast drive uses up its max_bytes before its rate could hold steady: the result and
+    the line a person reads both say that the byte limit ended it."""
+    shapes = Shapes(rate=200_000_000.0)
+    async with standin(shapes) as (url, _):
+        config = drive("fast", "http", f"{url}/capped/big.bin", max_bytes=20 * MIB)
+        result = await probe_drive(config, line=None, run_id="f")
+    down = result.download
+    assert down is not None and down.ok, down
+    assert down.stop_reason == "max_bytes"
+    assert down.bytes <= 20 * MIB
+    line = describe(result, down)
+    assert "stopped at the drive's max_bytes of 21.0 MB" in line, line
+    assert "0.0 min" not in line
+
+
 async def test_concurrency_cap_with_403() -> None:
     async with standin() as (url, _):
         result = await probe_drive(
@@ -366,7 +493,7 @@ def token_file(tmp_path: Path, name: str) -> Path:
 
 @pytest.mark.slow
 async def test_baidu_free_and_paid_accounts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_directory: Path
 ) -> None:
     monkeypatch.setenv("NETPROBE_TEST_BAIDU_SECRET", CLIENT_SECRET)
     free_tokens, paid_tokens = (
@@ -393,9 +520,83 @@ async def test_baidu_free_and_paid_accounts(
     assert up is not None and up.ok, up
     assert within(up.bytes_per_second, STANDIN_RATE), up.bytes_per_second
     assert free_shapes.stored == {} and len(free_shapes.deleted) == 1
-    # Baidu refresh tokens are single-use: the rotated one is kept, privately.
-    assert free_tokens.read_text().strip() == ROTATED_REFRESH_TOKEN
-    assert free_tokens.stat().st_mode & 0o077 == 0
+    # Baidu refresh tokens are single-use: the rotated one is kept, privately, in the state
+    # directory; the configured file is left as it was.
+    kept = state_directory / "tokens" / "baidu-free.json"
+    assert json.loads(kept.read_text())["refresh_token"].startswith(ROTATED_REFRESH_TOKEN)
+    assert kept.stat().st_mode & 0o077 == 0
+    assert free_tokens.read_text().strip() == REFRESH_TOKEN
+
+
+def test_a_freshly_configured_token_wins_over_the_kept_one(tmp_path: Path) -> None:
+    """The kept token descends from the configured one; when the operator authorises the app
+    again and configures a new token, the kept one is no longer used. A damaged kept file is
+    a named error, never a crash."""
+    from netprobe.drives.tokens import TokenStore, TokenStoreError
+
+    configured = token_file(tmp_path, "baidu.token")
+    store = TokenStore("baidu-free", Secret(file=str(configured)), tmp_path / "state")
+    assert store.current() == REFRESH_TOKEN
+    with store.rotation() as rotation:
+        rotation.commit("RT.kept-after-rotation")
+    assert store.current() == "RT.kept-after-rotation"
+    assert [p.name for p in store.directory.iterdir()] == ["baidu-free.json"]
+    configured.write_text("RT.authorised-again\n")
+    assert store.current() == "RT.authorised-again"
+    store.path.write_text("{not json")
+    with pytest.raises(TokenStoreError, match="cannot read the kept refresh token"):
+        store.current()
+
+
+@contextlib.contextmanager
+def read_only_directory(path: Path) -> Iterator[Path]:
+    """A directory on a read-only filesystem: what /etc/netprobe is to the service."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+async def test_baidu_rotated_token_survives_a_read_only_config_directory(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    state_directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The /etc/netprobe layout: the configured token cannot be rewritten, so every rotated
+    token goes to the state directory and is read from there on the next probe; a state
+    directory that cannot take it fails the probe before the old token is spent."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only filesystem")
+    monkeypatch.setenv("NETPROBE_TEST_BAIDU_SECRET", CLIENT_SECRET)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    configured = token_file(etc, "baidu.token")
+    subprocess.run(["mount", "--bind", "-o", "ro", str(etc), str(etc)], check=True)
+    try:
+        async with standin(Shapes(rate=STANDIN_RATE)) as (url, shapes):
+            config = baidu("baidu-free", url, configured, duration_seconds=2.0, burst_seconds=1.0)
+            for run in ("first", "second", "third"):
+                result = await probe_drive(config, line=None, run_id=run)
+                assert result.tier == "free", result
+            assert shapes.refreshes == 3
+            with read_only_directory(tmp_path / "ro-state") as read_only:
+                monkeypatch.setenv("STATE_DIRECTORY", str(read_only))
+                caplog.set_level(logging.ERROR)
+                locked = await probe_drive(config, line=None, run_id="locked")
+            monkeypatch.setenv("STATE_DIRECTORY", str(state_directory))
+            assert shapes.refreshes == 3  # the old token was not spent
+            again = await probe_drive(config, line=None, run_id="again")
+    finally:
+        subprocess.run(["umount", str(etc)], check=True)
+    assert again.tier == "free" and shapes.refreshes == 4
+    assert locked.download is not None and locked.download.reason == "token_store", locked
+    assert "the token was not refreshed" in (locked.download.error or "")
+    assert "cannot keep a rotated refresh token" in caplog.text
+    for secret in SECRETS:
+        assert secret not in caplog.text
 
 
 # -- failures: clear reasons, the run carries on, no secret anywhere -----------------------------
@@ -407,7 +608,7 @@ async def test_failures_have_reasons_and_never_show_secrets(
     monkeypatch.setenv("NETPROBE_TEST_TOKEN", ACCESS_TOKEN)
     sink = Recorder()
     async with standin(Shapes(rate=STANDIN_RATE, refresh_expired=True)) as (url, _):
-        short = {"duration": 2.0}
+        short = {"duration_seconds": 2.0}
         expired_http = drive("expired", "http", f"{url}/expired/big.bin", **short)
         expired_http.credentials.token = Secret(env="NETPROBE_TEST_TOKEN")
         drives = [
@@ -468,7 +669,15 @@ async def test_cli_ad_hoc_and_configured_drives(tmp_path: Path) -> None:
 
     async with standin() as (url, _):
         code, out, err = await netprobe(
-            "--url", f"{url}/capped/big.bin", "--kind", "http", "--duration", "3", "--json"
+            "--url",
+            f"{url}/capped/big.bin",
+            "--kind",
+            "http",
+            "--duration",
+            "3",
+            "--burst",
+            "1",
+            "--json",
         )
         bad_code, bad_out, bad_err = await netprobe(
             "--url",
@@ -479,6 +688,9 @@ async def test_cli_ad_hoc_and_configured_drives(tmp_path: Path) -> None:
             "NETPROBE_TEST_TOKEN",
         )
         usage_code, _, usage_err = await netprobe("--url", "ftp://x/y", "--kind", "webdav")
+        schemeless_code, _, schemeless_err = await netprobe(
+            "--url", "127.0.0.1:8080/share/big.bin?sign=abc", "--kind", "http"
+        )
         config = tmp_path / "agent.yml"
         config.write_text(
             "contract: {download: 100Mbit, upload: 20Mbit}\n"
@@ -504,6 +716,10 @@ async def test_cli_ad_hoc_and_configured_drives(tmp_path: Path) -> None:
     )
     assert bad_code == 1 and len(bad_err.strip().splitlines()) == 1 and "401" in bad_err
     assert usage_code == 2 and "http(s) URL" in usage_err
+    assert schemeless_code == 2 and schemeless_err.strip().splitlines() == [
+        "netprobe: error: --url must be an http(s) URL such as https://host/file, "
+        "not '127.0.0.1:8080/share/big.bin'"
+    ]
     for output in (out, err, bad_out, bad_err):
         assert ACCESS_TOKEN not in output
 
@@ -614,6 +830,10 @@ def test_metrics_from_a_record() -> None:
         "ok": True,
         "bytes_per_second": 1e6,
         "burst_bytes_per_second": 3e6,
+        "burst_seconds": 4.0,
+        "burst_bytes": 12_000_000,
+        "steady_seconds": 10.5,
+        "stop_reason": "steady",
         "ttfb_seconds": 0.05,
         "link_seconds": 0.2,
         "bytes": 5_000_000,
@@ -637,6 +857,10 @@ def test_metrics_from_a_record() -> None:
         in text
     )
     assert 'netprobe_drive_tier_info{drive="d",tier="free"} 1.0' in text
+    assert 'netprobe_drive_burst_seconds{direction="download",drive="d"} 4.0' in text
+    assert 'netprobe_drive_burst_bytes{direction="download",drive="d"} 1.2e+07' in text
+    assert 'netprobe_drive_steady_seconds{direction="download",drive="d"} 10.5' in text
+    assert 'netprobe_drive_stop_info{direction="download",drive="d",stop="steady"} 1.0' in text
     assert 'netprobe_drive_bytes_total{direction="download",drive="d"} 5e+06' in text
     assert (
         'netprobe_drive_floor_bytes_per_second{direction="download",drive="d",severity="critical"} 131072.0'

@@ -160,7 +160,7 @@ def agent_config(lab: Lab, store: Path) -> dict[str, Any]:
                 "duration": "2s",
                 "burst": "0.5s",
                 "time_limit": "10s",
-                "budget": "2GB",
+                "max_bytes": "2GB",
             },
             # Without the server's `test` parameter: refused with HTTP 400, a failure.
             {
@@ -173,6 +173,7 @@ def agent_config(lab: Lab, store: Path) -> dict[str, Any]:
             },
         ],
         "store": {"path": str(store)},
+        "exporter": {"enable_lifecycle": True},  # the test reloads through POST /-/reload
         "compliance": {
             "policies": ["cn-miit", "de-bnetza"],
             "cn_miit": {"min_tests": 2, "peak": {"start_hour": 0, "end_hour": 24}},

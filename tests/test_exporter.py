@@ -3,6 +3,7 @@ the metric sources, health and reload routes, and the web-config file (bcrypt ba
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import re
@@ -243,3 +244,57 @@ async def test_web_config_basic_auth_over_tls(tmp_path: Path, status: AgentStatu
         # The second scrape is answered from the verified-password cache.
         assert (await fetch(url + "/metrics", ssl=client_tls, headers=right))[0] == 200
         assert len(auth._verified) == 1
+
+
+async def test_reload_is_refused_unless_the_lifecycle_api_is_enabled(status: AgentStatus) -> None:
+    registry = CollectorRegistry()
+    registry.register(SourcesCollector(lambda: [AgentMetrics(status)]))
+    async for url in serve(build_app(registry)):  # no reload: --web.enable-lifecycle off
+        code, text = await fetch(url + "/-/reload", method="POST")
+        assert code == 403 and "not enabled" in text
+        assert (await fetch(url + "/-/reload"))[0] == 405
+        assert (await fetch(url + "/-/healthy"))[0] == 200
+
+
+async def test_unknown_users_cost_a_bcrypt_round_like_known_ones() -> None:
+    import time
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(8)).decode().replace("$2b$", "$2y$")
+    auth = BasicAuth({"prometheus": hashed})
+
+    async def seconds(user: str) -> float:
+        start = time.perf_counter()
+        assert not await auth.allows(basic(user, "guess")["Authorization"])
+        return time.perf_counter() - start
+
+    # Alternate, take the fastest of each (the machine is busy): same order of cost.
+    known = min([await seconds("prometheus") for _ in range(3)])
+    unknown = min([await seconds("nobody") for _ in range(3)])
+    assert 0.5 < unknown / known < 2.0, (known, unknown)
+    assert await auth.allows(basic("prometheus", "s3cret")["Authorization"])
+    assert not await auth.allows(basic("nobody", "s3cret")["Authorization"])
+
+
+async def test_bcrypt_runs_on_its_own_small_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from netprobe import exporter
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+    threads: list[str] = []
+    real = bcrypt.checkpw
+
+    def spy(password: bytes, hashed_password: bytes) -> bool:
+        threads.append(threading.current_thread().name)
+        return real(password, hashed_password)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    auth = BasicAuth({"prometheus": hashed})
+    results = await asyncio.gather(
+        *(auth.allows(basic("prometheus", f"guess{i}")["Authorization"]) for i in range(30))
+    )
+    assert not any(results)
+    assert threads and all(name.startswith("bcrypt") for name in threads)
+    assert len(set(threads)) <= exporter.BCRYPT_THREADS
+    # Beyond the queue bound the rest were refused without hashing.
+    assert len(threads) == exporter.BCRYPT_QUEUE

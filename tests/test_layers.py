@@ -17,11 +17,11 @@ import netprobe
 LAYERS: list[list[str]] = [
     ["netprobe.__main__"],
     ["netprobe.cli"],
-    ["netprobe.agent", "netprobe.fleet", "netprobe.report"],
+    ["netprobe.agent", "netprobe.fleet", "netprobe.report", "netprobe.results_import"],
     ["netprobe.config"],
     ["netprobe.push", "netprobe.serve", "netprobe.exporter", "netprobe.console"],
     ["netprobe.compliance"],
-    ["netprobe.store"],
+    ["netprobe.store", "netprobe.results_import"],
     ["netprobe.compliance.evidence"],  # sits beside the store, which seals every record with it
     ["netprobe.drives"],
     ["netprobe.measure"],

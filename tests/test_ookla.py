@@ -57,6 +57,8 @@ def test_speedtest_cli_mini_and_server_list_work_against_netprobe_serve(
 
 def test_python_entry_point_runs_the_unmodified_package(loopback_server: str) -> None:
     st = redirected_speedtest(loopback_server)
+    # speedtest.net's configuration: every upload size the package knows, 32 KB to 7 MB
+    assert st.config["sizes"]["upload"][0] == 32768 and st.config["sizes"]["upload"][-1] == 7340032
     st.get_best_server(st.set_mini_server(loopback_server + "/"))
     assert st.download() > 0
     assert st.results.bytes_received > 0
@@ -149,6 +151,8 @@ async def test_unreachable_speedtest_net_is_a_transport_error() -> None:
 
 @pytest.mark.lab
 def test_speedtest_cli_agrees_with_iperf3_on_a_shaped_link(make_lab: object) -> None:
+    # Uploads of every configured size, 64 KiB among them (the package sends 7 bytes less
+    # than it declares for that one): the server must answer what arrived.
     lab = make_lab(down="50Mbit", up="50Mbit")  # type: ignore[operator]
     url = lab.start_netprobe_server()
     lab.start_iperf3_server()

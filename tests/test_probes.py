@@ -5,11 +5,15 @@ run in a clean folder and the installed agent must answer the image's HEALTHCHEC
 from __future__ import annotations
 
 import configparser
+import contextlib
+import csv
+import io
 import json
 import os
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -180,6 +184,114 @@ def test_openwrt_push_options_and_awkward_values_survive_quoting(tmp_path: Path)
     assert config["probe"]["id"] == "router-7"  # type: ignore[index]
 
 
+PROCD_SHIM = r"""
+procd_open_instance() { echo "instance $1" >>"$PROCD_LOG"; }
+procd_set_param() { echo "param $*" >>"$PROCD_LOG"; }
+procd_close_instance() { echo "close" >>"$PROCD_LOG"; }
+user_exists() { return 1; }
+group_add_next() { echo "group_add_next $*" >>"$PROCD_LOG"; echo 1234; }
+user_add() { echo "user_add $*" >>"$PROCD_LOG"; }
+"""
+
+
+def procd_instances(tmp_path: Path, overrides: dict[str, str]) -> tuple[dict[str, list[str]], str]:
+    """start_service under stand-ins for procd's shell API: each instance's params, and the log."""
+    variables = tmp_path / "uci.sh"
+    variables.write_text(uci_to_shell((PROBES / "openwrt" / "netprobe").read_text(), overrides))
+    log = tmp_path / "procd.log"
+    log.write_text("")
+    script = (
+        f"{UCI_SHIM}\n{PROCD_SHIM}\n. {PROBES / 'openwrt' / 'netprobe.init'}\n"
+        f"PROG={NETPROBE}\nPERSIST={PROBES / 'openwrt' / 'netprobe-persist'}\n"
+        f"YAML={tmp_path / 'var' / 'agent.yml'}\nSERVICE_USER=$(id -un)\nstart_service\n"
+    )
+    subprocess.run(
+        ["sh", "-c", script],
+        check=True,
+        env={**os.environ, "UCI_VARS": str(variables), "PROCD_LOG": str(log)},
+    )
+    instances: dict[str, list[str]] = {}
+    current = ""
+    for line in log.read_text().splitlines():
+        if line.startswith("instance "):
+            current = line.split()[1]
+            instances[current] = []
+        elif line.startswith("param "):
+            instances[current].append(line[len("param ") :])
+    return instances, log.read_text()
+
+
+def test_openwrt_agent_runs_as_its_own_user_with_only_cap_net_raw_and_a_ram_store(
+    tmp_path: Path,
+) -> None:
+    ram, flash = tmp_path / "ram", tmp_path / "flash"
+    overrides = {"main.enabled": "1", "main.data_dir": str(ram), "main.persist_dir": str(flash)}
+    instances, log = procd_instances(tmp_path, overrides)
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    agent = instances["agent"]
+    assert f"command {NETPROBE} agent --config {tmp_path / 'var' / 'agent.yml'}" in agent
+    assert {f"user {user}", f"group {user}", "no_new_privs 1", "stdout 1", "stderr 1"} <= set(agent)
+    assert "capabilities /etc/capabilities/netprobe.json" in agent
+    persist = instances["persist"]
+    assert f"command {PROBES / 'openwrt' / 'netprobe-persist'} every 6 {ram} {flash}" in persist
+    assert f"user {user}" in persist and not any(p.startswith("capabilities") for p in persist)
+    assert f"group_add_next {user}" in log and f"user_add {user}  1234" in log  # created once
+    capabilities = json.loads((PROBES / "openwrt" / "capabilities.json").read_text())
+    assert set(capabilities) == {"bounding", "effective", "ambient", "permitted", "inheritable"}
+    assert all(value == ["CAP_NET_RAW"] for value in capabilities.values())
+    config = yaml.safe_load((tmp_path / "var" / "agent.yml").read_text())
+    assert config["store"]["path"] == f"{ram}/results.db"  # RAM, not flash
+
+
+def test_openwrt_disabled_service_starts_nothing(tmp_path: Path) -> None:
+    instances, _ = procd_instances(tmp_path, {"main.data_dir": str(tmp_path / "ram")})
+    assert instances == {}
+
+
+def sqlite_rows(path: Path) -> list[int]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [row[0] for row in db.execute("SELECT n FROM t ORDER BY n")]
+
+
+def test_openwrt_store_copy_to_flash_is_consistent_bounded_and_restored(tmp_path: Path) -> None:
+    persist = PROBES / "openwrt" / "netprobe-persist"
+    ram, flash = tmp_path / "ram", tmp_path / "flash"
+    ram.mkdir()
+    (ram / "probe-id").write_text("router-7\n")
+    store = sqlite3.connect(ram / "results.db")
+    store.execute("PRAGMA journal_mode=WAL")
+    store.execute("CREATE TABLE t (n INTEGER)")
+    store.executemany("INSERT INTO t VALUES (?)", [(n,) for n in range(100)])
+    store.commit()  # still open, with its WAL: the agent keeps the store open
+    env = {**os.environ, "NETPROBE_PYTHON": sys.executable}
+
+    def once() -> None:
+        subprocess.run(["sh", str(persist), "once", str(ram), str(flash)], check=True, env=env)
+
+    once()
+    assert sqlite_rows(flash / "results.db") == list(range(100))
+    assert (flash / "probe-id").read_text() == "router-7\n"
+    written = (flash / "results.db").stat().st_mtime_ns
+    time.sleep(0.05)
+    once()  # nothing changed: nothing written to flash
+    assert (flash / "results.db").stat().st_mtime_ns == written
+    store.execute("INSERT INTO t VALUES (100)")
+    store.commit()
+    once()
+    assert sqlite_rows(flash / "results.db") == list(range(101))
+    assert not list(flash.glob("*.tmp"))
+    store.close()
+
+    # boot: RAM is empty, the flash copy comes back; a store already in RAM is never replaced
+    fresh = tmp_path / "ram-after-boot"
+    subprocess.run(["sh", str(persist), "restore", str(fresh), str(flash)], check=True, env=env)
+    assert sqlite_rows(fresh / "results.db") == list(range(101))
+    assert (fresh / "probe-id").read_text() == "router-7\n"
+    (flash / "probe-id").write_text("other\n")
+    subprocess.run(["sh", str(persist), "restore", str(fresh), str(flash)], check=True, env=env)
+    assert (fresh / "probe-id").read_text() == "router-7\n"
+
+
 # -- Raspberry Pi installer -------------------------------------------------------------------
 
 
@@ -209,6 +321,7 @@ def test_pi_installer_installs_renders_enables_and_upgrades_idempotently(
         "netprobe",
         "--template",
         str(PROBES / "fleet" / "agent.yml.tmpl"),
+        "--no-apt",  # the test leaves the machine's Debian packages alone
     ]
     for assignment in fleet_vars:
         command += ["--var", assignment]
@@ -250,8 +363,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_dockerfile_is_multi_stage_non_root_with_healthcheck_volumes_and_labels() -> None:
     instructions = dockerfile_instructions()
-    kinds = [kind for kind, _ in instructions]
-    assert kinds.count("FROM") == 2
+    froms = [args for kind, args in instructions if kind == "FROM"]
+    assert len(froms) == 3 and froms[-1] == "base", "base, wheels, and the image on the base"
     user = [args for kind, args in instructions if kind == "USER"]
     assert user and not user[-1].startswith(("root", "0"))
     health = next(args for kind, args in instructions if kind == "HEALTHCHECK")
@@ -331,7 +444,13 @@ def test_dockerfile_install_steps_build_an_agent_that_passes_the_healthcheck(
         check=True,
         env=clean_env,
     )
-    assert any(w.name.startswith("psutil-") for w in wheels.iterdir())
+    built = {w.name.split("-")[0].lower() for w in wheels.glob("*.whl")}
+    pinned = {
+        line.split("==")[0].lower() for line in (wheels / "debian-pins.txt").read_text().split()
+    }
+    # psutil, cffi and PyYAML: Debian's when the system Python has them, wheels otherwise
+    assert {"netprobe", "aiohttp", "cryptography"} <= built
+    assert {"psutil", "cffi", "pyyaml"} <= built | pinned and not built & pinned
     subprocess.run(
         ["sh", str(scripts / "install-venv.sh"), str(wheels), str(venv)], check=True, env=clean_env
     )
@@ -363,3 +482,43 @@ def test_dockerfile_install_steps_build_an_agent_that_passes_the_healthcheck(
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+
+
+# -- the stack's agent configuration --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stack_agent_config_produces_a_measured_valid_first_test(tmp_path: Path) -> None:
+    """dashboards/netprobe.yml as shipped: its embedded server is paced like the contract, so
+    the first test measures near the plan instead of running into the byte budget."""
+    config = yaml.safe_load((ROOT / "dashboards" / "netprobe.yml").read_text())
+    config["store"]["path"] = str(tmp_path / "results.db")
+    config["exporter"] = {"listen": f"127.0.0.1:{free_port()}"}
+    config_file = tmp_path / "agent.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "netprobe", "agent", "--config", str(config_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows: list[dict[str, str]] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(rows) < 2:
+            assert agent.poll() is None, "the agent exited"
+            assert time.monotonic() < deadline, "no line test within 90 s"
+            time.sleep(2)
+            export = subprocess.run(
+                [sys.executable, "-m", "netprobe", "results", "export", "--config",
+                 str(config_file), "--format", "csv"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            rows = list(csv.DictReader(io.StringIO(export.stdout)))
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    plan = {"download": 100e6 / 8, "upload": 20e6 / 8}
+    for row in rows[:2]:
+        assert row["outcome"] == "ok", row
+        assert row["valid"] == "True", row["invalid_reason"]
+        assert 0.7 < float(row["bytes_per_second"]) / plan[row["direction"]] < 1.1, row

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,7 +22,9 @@ from netprobe.measure.librespeed import LibreSpeedBackend, parse_server_list
 from netprobe.measure.line import backend_for, measure_line
 from netprobe.measure.ndt7 import SUBPROTOCOL, Ndt7Backend, parse_locate
 from netprobe.measure.select import choose
+from netprobe.serve import librespeed as librespeed_server
 from netprobe.serve.app import bound_port, start_server
+from netprobe.serve.state import ServerState
 
 FIXTURES = Path(__file__).parent / "fixtures" / "protocols"
 QUICK = EngineOptions(streams=2, duration_seconds=1.0, warmup_max_seconds=1.0, max_bytes=50 << 30)
@@ -210,6 +213,25 @@ async def test_ndt7_discovery_through_locate_v2(server: str) -> None:
     backend = Ndt7Backend(f"http://{server}/v2/nearest/ndt/ndt7")
     found = await backend.connect()
     assert found.url == f"ws://{server}/ndt/v7/download"
+
+
+async def test_librespeed_carries_on_when_getip_fails_like_a_backend_without_geoip() -> None:
+    @web.middleware
+    async def failing_get_ip(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/backend/getIP"):
+            raise web.HTTPInternalServerError(text="GeoIP database missing\n")
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app = web.Application(middlewares=[failing_get_ip])
+    librespeed_server.add_routes(app, ServerState())
+    runner, address = await serve_app(app)
+    try:
+        result = await measure_line(
+            backend_for("librespeed", f"http://{address}/backend"), ["download"], QUICK
+        )
+    finally:
+        await runner.cleanup()
+    assert result.download is not None and result.download.ok, result.download
 
 
 # -- servers that break the protocol ------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""remote_write into a real Prometheus (`--web.enable-remote-write-receiver`).
+"""remote_write into a real Prometheus (`--web.enable-remote-write-receiver`) and a real
+VictoriaMetrics (Debian's single-node server): every test runs against both.
 
 The pushing agents run as separate processes whose registry holds one gauge: the wall-clock time
-of each scrape, appended to a journal file the moment it is collected. Whatever Prometheus ends
-up holding can then be compared, value by value, with what was really scraped.
+of each scrape, appended to a journal file the moment it is collected. Whatever the receiver
+ends up holding can then be compared, value by value, with what was really scraped.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ import pytest
 from lab import free_port
 
 PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None, reason="prometheus is not installed (apt prometheus)"
-)
+VICTORIA_METRICS = shutil.which("victoria-metrics")
 
 AGENT = r"""
 import asyncio, os, sys, time
@@ -67,37 +66,35 @@ asyncio.run(main())
 """
 
 
-class Prometheus:
-    """One Prometheus server on a loopback port; stop and start it again on the same data."""
+class Receiver:
+    """One remote_write receiver on a loopback port; stop and start it again on the same data."""
+
+    binary: str | None = None
+    ready_path = ""
+    value_tolerance = 0.0  # how far a stored float may be from the one sent
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
+        self.workdir = workdir
         self.storage = workdir / "tsdb"
-        self.config = workdir / "prometheus.yml"
-        self.config.write_text("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
-        self.log = workdir / "prometheus.log"
+        self.log = workdir / "receiver.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def write_url(self) -> str:
+        return self.url + "/api/v1/write"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
     def start(self) -> None:
-        assert PROMETHEUS is not None
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    PROMETHEUS,
-                    f"--config.file={self.config}",
-                    f"--storage.tsdb.path={self.storage}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--web.enable-remote-write-receiver",
-                    "--log.level=debug",
-                ],
-                stdout=log,
-                stderr=log,
-            )
-        wait_for(lambda: self.get("/-/ready") is not None, "Prometheus ready", 60)
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=log)
+        wait_for(lambda: self.get(self.ready_path) is not None, f"{self.binary} ready", 60)
 
     def stop(self) -> None:
         assert self.process is not None
@@ -123,13 +120,154 @@ class Prometheus:
         ]
 
     def metric(self, name: str) -> dict[str, float]:
-        """Values of one metric from Prometheus's own /metrics, keyed by label text."""
+        """Values of one metric from the receiver's own /metrics, keyed by label text."""
         found: dict[str, float] = {}
         for line in (self.get("/metrics") or "").splitlines():
             match = re.match(rf"^{name}(\{{.*\}})? (\S+)$", line)
             if match:
                 found[match[1] or ""] = float(match[2])
         return found
+
+    def write_errors(self) -> dict[str, float]:
+        """Refused writes and rejected samples, by the receiver's own counters."""
+        raise NotImplementedError
+
+    def samples_appended(self) -> float:
+        raise NotImplementedError
+
+    def write_requests(self) -> float:
+        raise NotImplementedError
+
+    def series_count(self) -> float:
+        raise NotImplementedError
+
+
+class Prometheus(Receiver):
+    """Prometheus with `--web.enable-remote-write-receiver`."""
+
+    binary = PROMETHEUS
+    ready_path = "/-/ready"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.config = workdir / "receiver.yml"
+        self.config.write_text("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
+
+    def command(self) -> list[str]:
+        assert PROMETHEUS is not None
+        return [
+            PROMETHEUS,
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.storage}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-remote-write-receiver",
+            "--log.level=debug",
+        ]
+
+    def write_errors(self) -> dict[str, float]:
+        """Anything but 204 answered on /api/v1/write, and out-of-order or out-of-bounds appends."""
+        errors = {
+            labels: value
+            for labels, value in self.metric("prometheus_http_requests_total").items()
+            if 'handler="/api/v1/write"' in labels and 'code="204"' not in labels and value
+        }
+        for name in (
+            "prometheus_tsdb_out_of_order_samples_total",
+            "prometheus_tsdb_out_of_bound_samples_total",
+        ):
+            errors.update({name + labels: v for labels, v in self.metric(name).items() if v})
+        return errors
+
+    def samples_appended(self) -> float:
+        return sum(self.metric("prometheus_tsdb_head_samples_appended_total").values())
+
+    def write_requests(self) -> float:
+        return sum(
+            v
+            for labels, v in self.metric("prometheus_http_requests_total").items()
+            if 'handler="/api/v1/write"' in labels
+        )
+
+    def series_count(self) -> float:
+        return sum(self.metric("prometheus_tsdb_head_series").values())
+
+
+class VictoriaMetrics(Receiver):
+    """Single-node VictoriaMetrics (Debian's victoria-metrics); queries see samples at once."""
+
+    binary = VICTORIA_METRICS
+    ready_path = "/health"
+    # it stores about 15 significant digits: a Unix time in seconds keeps its microseconds
+    value_tolerance = 1e-5
+
+    def command(self) -> list[str]:
+        assert VICTORIA_METRICS is not None
+        return [
+            VICTORIA_METRICS,
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={self.storage}",
+            "-retentionPeriod=1y",
+            "-search.latencyOffset=0s",  # default 30 s: the newest samples would not show yet
+            "-search.disableCache",
+        ]
+
+    def raw_samples(self, selector: str) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
+        """Every stored sample, exactly as stored (/api/v1/export), after a flush to search."""
+        self.get("/internal/force_flush")
+        query = urllib.parse.urlencode({"match[]": selector})
+        found = []
+        for line in (self.get(f"/api/v1/export?{query}") or "").splitlines():
+            series = json.loads(line)
+            values = [float(value) for value in series["values"]]
+            found.append((series["metric"], list(zip(series["timestamps"], values, strict=True))))
+        return found
+
+    def write_errors(self) -> dict[str, float]:
+        errors = {}
+        for name in (
+            "vm_http_request_errors_total",
+            "vm_protoparser_read_errors_total",
+            "vm_protoparser_unmarshal_errors_total",
+            "vm_rows_ignored_total",
+        ):
+            errors.update({name + labels: v for labels, v in self.metric(name).items() if v})
+        return errors
+
+    def samples_appended(self) -> float:
+        return sum(
+            v
+            for labels, v in self.metric("vm_rows_inserted_total").items()
+            if "promremotewrite" in labels
+        )
+
+    def write_requests(self) -> float:
+        return sum(
+            v
+            for labels, v in self.metric("vm_http_requests_total").items()
+            if 'path="/api/v1/write"' in labels
+        )
+
+    def series_count(self) -> float:
+        return sum(self.metric("vm_new_timeseries_created_total").values())
+
+
+RECEIVERS = [
+    pytest.param(
+        Prometheus,
+        id="prometheus",
+        marks=pytest.mark.skipif(
+            PROMETHEUS is None, reason="prometheus is not installed (apt prometheus)"
+        ),
+    ),
+    pytest.param(
+        VictoriaMetrics,
+        id="victoria-metrics",
+        marks=pytest.mark.skipif(
+            VICTORIA_METRICS is None,
+            reason="victoria-metrics is not installed (apt victoria-metrics)",
+        ),
+    ),
+]
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float) -> None:
@@ -140,9 +278,9 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float) -> None
         time.sleep(0.1)
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
-    server = Prometheus(tmp_path)
+@pytest.fixture(params=RECEIVERS)
+def receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Receiver]:
+    server: Receiver = request.param(tmp_path)
     server.start()
     yield server
     if server.process is not None:
@@ -168,38 +306,29 @@ def scrape_values(journal: Path) -> list[float]:
     return [float(line) for line in journal.read_text().split()]
 
 
-def write_errors(server: Prometheus) -> dict[str, float]:
-    """Anything but 204 answered on /api/v1/write, and out-of-order or out-of-bounds appends."""
-    errors = {
-        labels: value
-        for labels, value in server.metric("prometheus_http_requests_total").items()
-        if 'handler="/api/v1/write"' in labels and 'code="204"' not in labels and value
-    }
-    for name in (
-        "prometheus_tsdb_out_of_order_samples_total",
-        "prometheus_tsdb_out_of_bound_samples_total",
-    ):
-        errors.update({name + labels: v for labels, v in server.metric(name).items() if v})
-    return errors
+def as_scraped(received: list[float], scraped: list[float], tolerance: float) -> list[float]:
+    """Each received value replaced by the scraped value it stands for (scrapes are 0.2 s apart,
+    far more than any receiver's rounding); a value that matches no scrape is kept as is."""
+    return [next((s for s in scraped if abs(s - value) <= tolerance), value) for value in received]
 
 
 def test_samples_arrive_with_external_labels_and_scrape_timestamps(
-    prometheus: Prometheus, tmp_path: Path
+    receiver: Receiver, tmp_path: Path
 ) -> None:
     journal = tmp_path / "journal"
-    agent = start_agent(prometheus.url + "/api/v1/write", tmp_path / "store.sqlite", journal)
+    agent = start_agent(receiver.write_url, tmp_path / "store.sqlite", journal)
     try:
         wait_for(
             lambda: (
-                sum(len(s) for _, s in prometheus.raw_samples("netprobe_test_scrape_seconds")) >= 5
+                sum(len(s) for _, s in receiver.raw_samples("netprobe_test_scrape_seconds")) >= 5
             ),
-            "five samples in Prometheus",
+            "five samples in the receiver",
             60,
         )
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=30)
-    [(labels, samples)] = prometheus.raw_samples("netprobe_test_scrape_seconds")
+    [(labels, samples)] = receiver.raw_samples("netprobe_test_scrape_seconds")
     assert labels == {
         "__name__": "netprobe_test_scrape_seconds",
         "job": "netprobe",
@@ -210,29 +339,31 @@ def test_samples_arrive_with_external_labels_and_scrape_timestamps(
     }
     for timestamp_ms, value in samples:  # the value is the scrape's own clock reading
         assert abs(timestamp_ms / 1000 - value) < 1.0
-    assert [value for _, value in samples] == scrape_values(journal)[: len(samples)]
-    pushed = {labels["__name__"] for labels, _ in prometheus.raw_samples('{probe_id="probe-abc"}')}
+    scraped = scrape_values(journal)
+    received = as_scraped([value for _, value in samples], scraped, receiver.value_tolerance)
+    assert received == scraped[: len(samples)]
+    pushed = {labels["__name__"] for labels, _ in receiver.raw_samples('{probe_id="probe-abc"}')}
     assert {"netprobe_push_samples_total", "netprobe_push_queue_samples"} <= pushed
-    assert write_errors(prometheus) == {}
+    assert receiver.write_errors() == {}
 
 
 def test_outage_and_agent_restart_lose_nothing_and_keep_time_order(
-    prometheus: Prometheus, tmp_path: Path
+    receiver: Receiver, tmp_path: Path
 ) -> None:
     store, journal = tmp_path / "store.sqlite", tmp_path / "journal"
-    url = prometheus.url + "/api/v1/write"
+    url = receiver.write_url
     first = start_agent(url, store, journal)
     second = None
     try:
         wait_for(
             lambda: (
-                sum(len(s) for _, s in prometheus.raw_samples("netprobe_test_scrape_seconds")) >= 3
+                sum(len(s) for _, s in receiver.raw_samples("netprobe_test_scrape_seconds")) >= 3
             ),
             "first samples",
             60,
         )
-        assert write_errors(prometheus) == {}
-        prometheus.stop()
+        assert receiver.write_errors() == {}
+        receiver.stop()
         wait_for(lambda: queued_samples(store) >= 60, "samples queued during the outage", 60)
         first.kill()  # no goodbye: like a power cut of the agent process
         first.wait(timeout=30)
@@ -243,27 +374,29 @@ def test_outage_and_agent_restart_lose_nothing_and_keep_time_order(
             "scrapes after restart",
             60,
         )
-        prometheus.start()
+        receiver.start()
         wait_for(lambda: queued_samples(store) == 0, "the outbox to drain", 120)
     finally:
         for agent in (first, second):
             if agent is not None and agent.poll() is None:
                 agent.send_signal(signal.SIGTERM)
                 agent.wait(timeout=30)
-    [(_, samples)] = prometheus.raw_samples("netprobe_test_scrape_seconds")
+    [(_, samples)] = receiver.raw_samples("netprobe_test_scrape_seconds")
     timestamps = [t for t, _ in samples]
     assert timestamps == sorted(timestamps) and len(set(timestamps)) == len(timestamps)
-    received = [value for _, value in samples]
+    received = as_scraped(
+        [value for _, value in samples], scrape_values(journal), receiver.value_tolerance
+    )
     # scrapes after the last one received were still queued when the test stopped the agent
     scraped = [value for value in scrape_values(journal) if value <= received[-1]]
     # a SIGKILL may land between a scrape and its commit to the outbox: only that one may be missing
     unsent = [value for value in scraped if value not in set(received)]
     assert unsent in ([], [scraped[scraped_by_first - 1]])
     assert received == [value for value in scraped if value not in unsent]
-    assert write_errors(prometheus) == {}
-    log = (tmp_path / "prometheus.log").read_text()
+    assert receiver.write_errors() == {}
+    log = (tmp_path / "receiver.log").read_text()
     assert not re.search(r"out of order|out of bounds|duplicate sample", log, re.IGNORECASE)
-    queue = prometheus.raw_samples('netprobe_push_queue_samples{probe_id="probe-abc"}')
+    queue = receiver.raw_samples('netprobe_push_queue_samples{probe_id="probe-abc"}')
     assert max(value for _, series in queue for _, value in series) >= 60  # the backlog was visible
 
 
@@ -282,27 +415,27 @@ push:
 
 
 def test_the_agent_pushes_its_own_metrics_when_push_is_configured(
-    prometheus: Prometheus, tmp_path: Path
+    receiver: Receiver, tmp_path: Path
 ) -> None:
     config = tmp_path / "agent.yml"
-    config.write_text(AGENT_CONFIG.format(url=prometheus.url + "/api/v1/write"))
+    config.write_text(AGENT_CONFIG.format(url=receiver.write_url))
     agent = subprocess.Popen(
         [sys.executable, "-m", "netprobe", "agent", "--config", str(config)], cwd=tmp_path
     )
     try:
         wait_for(
-            lambda: prometheus.raw_samples('netprobe_build_info{probe_id="agent-7"}'),
+            lambda: receiver.raw_samples('netprobe_build_info{probe_id="agent-7"}'),
             "the agent's metrics",
             60,
         )
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=30)
-    [(labels, _)] = prometheus.raw_samples('netprobe_build_info{probe_id="agent-7"}')
+    [(labels, _)] = receiver.raw_samples('netprobe_build_info{probe_id="agent-7"}')
     assert (
         labels["site"] == "lab-2"
         and labels["instance"] == "agent-7"
         and labels["job"] == "netprobe"
     )
     assert agent.returncode == 0
-    assert write_errors(prometheus) == {}
+    assert receiver.write_errors() == {}

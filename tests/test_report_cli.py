@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compliance_records import campaign, record, seal
+from compliance_records import campaign, head_for, record, seal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,16 +20,18 @@ from typer.testing import CliRunner
 
 from netprobe.cli import app
 from netprobe.compliance.evidence import EvidenceError, ProbeKey
+from netprobe.report import verify
 from netprobe.report.verify import read_records, verify_file
 from netprobe.store import Store
 
 PLAN = ["--plan", "100M/40M", "--normal", "80M/32M", "--minimum", "50M/20M"]
 KEY = ProbeKey(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+TRUSTED = {KEY.public_key_b64}
 
 
-def export_lines(records: list[dict[str, Any]]) -> str:
-    """What `netprobe results export --format jsonl` writes."""
-    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+def export_lines(records: list[dict[str, Any]], key: ProbeKey = KEY) -> str:
+    """What `netprobe results export --format jsonl` writes: the signed head, the records."""
+    return verify.export_lines(records, head_for(records, key))
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +82,15 @@ def test_the_period_is_whole_local_days(export: Path, sealed: list[dict[str, Any
         "--from", "2026-03-03", "--to", "2026-03-04", "--format", "json",
     )  # fmt: skip
     report = json.loads(result.stdout)
+    in_period = [r for r in report["records"] if r["id"] in report["period_records"]]
     local_days = {
         datetime.fromisoformat(r["started_at"]).astimezone(_berlin()).date().isoformat()
-        for r in report["records"]
+        for r in in_period
     }
     assert local_days == {"2026-03-03", "2026-03-04"}
-    assert len(report["records"]) == 24
-    # The period is a contiguous stretch of the chain, so the report still verifies.
+    assert len(in_period) == 24
+    # The whole export stays embedded with its signed head, so the report still verifies.
+    assert report["records"] == sealed
     assert report["evidence"]["verified"] is True
 
 
@@ -160,13 +164,14 @@ def test_report_from_the_store_named_by_the_config(tmp_path: Path) -> None:
     # The agent's own export verifies too.
     exported = run("results", "export", "--config", str(config))
     (tmp_path / "export.jsonl").write_text(exported.stdout)
-    assert verify_file(tmp_path / "export.jsonl") == 24
+    assert verify_file(tmp_path / "export.jsonl", {report["probe"]["public_keys"][0]}).count == 24
 
 
 def test_verify_accepts_an_untouched_export(export: Path, sealed: list[dict[str, Any]]) -> None:
-    result = run("report", "verify", str(export))
+    result = run("report", "verify", str(export), "--public-key", KEY.public_key_b64)
     assert result.exit_code == 0, result.output
     assert f"{len(sealed)} records verified" in result.stdout
+    assert KEY.fingerprint in result.stdout
 
 
 def test_one_changed_byte_fails_verify_naming_the_record(
@@ -175,37 +180,37 @@ def test_one_changed_byte_fails_verify_naming_the_record(
     lines = export.read_text().splitlines(keepends=True)
     target = sealed[6]
     rate = repr(target["upload"]["bytes_per_second"])
-    position = lines[6].index(rate) + 2
-    digit = lines[6][position]
-    lines[6] = lines[6][:position] + ("1" if digit != "1" else "2") + lines[6][position + 1 :]
+    position = lines[7].index(rate) + 2
+    digit = lines[7][position]
+    lines[7] = lines[7][:position] + ("1" if digit != "1" else "2") + lines[7][position + 1 :]
     export.write_text("".join(lines))
-    result = run("report", "verify", str(export))
+    result = run("report", "verify", str(export), "--public-key", KEY.public_key_b64)
     assert result.exit_code == 1
     assert f"record 7 (seq 7, id {target['id']}) was altered" in result.stderr
 
 
 def test_a_removed_record_breaks_the_chain(export: Path, sealed: list[dict[str, Any]]) -> None:
     lines = export.read_text().splitlines(keepends=True)
-    export.write_text("".join(lines[:3] + lines[4:]))
-    result = run("report", "verify", str(export))
+    export.write_text("".join(lines[:4] + lines[5:]))
+    result = run("report", "verify", str(export), "--public-key", KEY.public_key_b64)
     assert result.exit_code == 1
     assert (
-        f"record 4 (seq 5, id {sealed[4]['id']}) does not follow the record before it (chain broken: seq 5 follows seq 3)"
+        f"record 4 (seq 5, id {sealed[4]['id']}) is out of sequence: seq 5 follows seq 3"
         in result.stderr
     )
 
 
 def test_a_record_signed_by_another_key_is_named(tmp_path: Path) -> None:
-    other = ProbeKey.load_or_create(tmp_path / "other.key")
+    other = ProbeKey.create(tmp_path / "other.key")
     records = [record("2026-03-02T10:00"), record("2026-03-02T11:00")]
     ours, theirs = seal(records, KEY), seal(records, other)
     path = tmp_path / "mixed.jsonl"
-    path.write_text(export_lines([ours[0], theirs[1]]))
-    with pytest.raises(EvidenceError, match=r"record 2 .* signed by a different key"):
-        verify_file(path)
+    path.write_text(verify.export_lines([ours[0], theirs[1]], head_for(ours, KEY)))
+    with pytest.raises(EvidenceError, match=r"record 2 .* signed by key .*, not by the chain's"):
+        verify_file(path, TRUSTED)
     path.write_text(export_lines(ours))
-    with pytest.raises(EvidenceError, match=r"record 1 .* different key"):
-        verify_file(path, public_key=other.public_key_b64)
+    with pytest.raises(EvidenceError, match=r"not a pinned key"):
+        verify_file(path, {other.public_key_b64})
 
 
 SMALL = seal(
@@ -222,14 +227,17 @@ def test_any_changed_byte_is_detected_and_located(position: int, byte: int) -> N
     if SMALL_EXPORT[position] == byte:
         return
     changed = SMALL_EXPORT[:position] + bytes([byte]) + SMALL_EXPORT[position + 1 :]
-    line = SMALL_EXPORT[:position].count(b"\n") + 1
+    line = SMALL_EXPORT[:position].count(b"\n") + 1  # line 1 is the head
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as handle:
         handle.write(changed)
         handle.flush()
         try:
-            verify_file(Path(handle.name))
+            verify_file(Path(handle.name), TRUSTED)
         except EvidenceError as exc:
-            assert f"record {line} " in str(exc)
+            if line == 1:
+                assert "head" in str(exc) or "record 1 " in str(exc)
+            else:
+                assert f"record {line - 1} " in str(exc)
             return
     # Only a change JSON cannot see (e.g. "1e5" for "1E5") may pass, and it changes nothing.
     assert read_records(changed.decode("utf-8", errors="replace")) == SMALL
@@ -242,10 +250,13 @@ def test_reports_carry_their_records_and_verify(tmp_path: Path, export: Path) ->
             "report", "--input", str(export), *PLAN, "--format", fmt, "--output", str(path)
         )
         assert result.exit_code == 0, result.output
-        assert run("report", "verify", str(path)).exit_code == 0
+        assert run("report", "verify", str(path), "--public-key", KEY.public_key_b64).exit_code == 0
+        assert KEY.fingerprint in path.read_text()
     html = (tmp_path / "report.html").read_text()
     tampered = html.replace('"probe_id":"probe-test"', '"probe_id":"probe-tost"', 1)
     (tmp_path / "report.html").write_text(tampered)
-    result = run("report", "verify", str(tmp_path / "report.html"))
+    result = run(
+        "report", "verify", str(tmp_path / "report.html"), "--public-key", KEY.public_key_b64
+    )
     assert result.exit_code == 1
     assert "record 1 (seq 1" in result.stderr

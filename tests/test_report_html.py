@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from compliance_records import campaign, seal
+from compliance_records import campaign, head_for, seal
 from lab import Lab, lab_unavailable
 
 from netprobe.compliance.config import POLICY_NAMES, ComplianceConfig
@@ -196,11 +196,12 @@ async def test_the_html_report_renders_in_chromium_without_errors(tmp_path: Path
     measured = await lab_records()
     start = datetime.now(UTC) - timedelta(days=15)
     records = campaign(start, days=14, per_day=12, rng=random.Random(11)) + measured
-    key = ProbeKey.load_or_create(tmp_path / "probe.key")
+    key = ProbeKey.create(tmp_path / "probe.key")
     config = ComplianceConfig(policies=list(POLICY_NAMES), timezone="Europe/Berlin")
     page = tmp_path / "report.html"
-    page.write_text(render_report(seal(records, key), CONTRACT, config, "html"))
-    assert verify_file(page) == len(records)
+    sealed = seal(records, key)
+    page.write_text(render_report(sealed, CONTRACT, config, "html", head=head_for(sealed, key)))
+    assert verify_file(page, {key.public_key_b64}).count == len(records)
 
     state, clicked, tools = await open_in_chromium(page, tmp_path / "profile")
 
@@ -234,7 +235,7 @@ async def test_the_html_report_renders_in_chromium_without_errors(tmp_path: Path
     assert (tmp_path / "report.png").stat().st_size > 10_000
     if measured:
         lab_ids = {r["id"] for r in measured}
-        assert lab_ids <= {r["id"] for r in json.loads(_embedded(page))}
+        assert lab_ids <= {r["id"] for r in json.loads(_embedded(page))["records"]}
         rates = [r["download"]["bytes_per_second"] for r in measured]
         assert all(r is not None and 60e6 / 8 < r < 101e6 / 8 for r in rates)
 

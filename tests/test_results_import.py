@@ -137,7 +137,7 @@ def test_importing_twice_adds_nothing_and_the_export_reads_back(tmp_path: Path) 
         again = Store(tmp_path / f"back-{fmt}.db").records()
         rates = sorted(r["download"]["bytes_per_second"] for r in again)
         assert rates == pytest.approx(sorted(r["download"]["bytes_per_second"] for r in records))
-        assert all(r["source"]["tool"] == "speedtest-cli" or fmt == "csv" for r in again)
+        assert all(r["source"]["tool"] == "speedtest-cli" for r in again)
 
 
 def test_reports_name_the_imported_tests(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The Prometheus rules, the Alertmanager configuration and the stack's Prometheus
 configuration: promtool and amtool accept them, every alert follows the house conventions
-(METHOD.md §6), and every alert has a runbook section and promtool unit tests that show it
+(docs/method.md §6), and every alert has a runbook section and promtool unit tests that show it
 firing when it should and silent when it should be.
 """
 

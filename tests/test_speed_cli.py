@@ -141,3 +141,61 @@ def test_a_server_that_resets_mid_test(hostile):
 )
 def test_nonsense_options_exit_2_with_one_line(args, words):
     assert_one_clear_line(speed(*args, timeout=20), 2, *words)
+
+
+def test_json_carries_the_plan_and_the_share_of_it(loopback_server):
+    done = speed(
+        "--server",
+        loopback_server,
+        "--direction",
+        "down",
+        "--duration",
+        "1",
+        "--max-bytes",
+        "100GB",
+        "--plan",
+        "10000Gbps/1Gbps",
+        "--json",
+    )
+    assert done.returncode == 3, done.stderr
+    result = json.loads(done.stdout)
+    assert result["plan"] == {
+        "download_bytes_per_second": 10000e9 / 8,
+        "upload_bytes_per_second": 1e9 / 8,
+        "min_share": 0.9,
+    }
+    measured = result["download"]
+    assert measured["share_of_plan"] == pytest.approx(measured["bytes_per_second"] / (10000e9 / 8))
+    assert measured["below_plan"] is True
+
+
+def test_progress_hides_the_upload_rate_until_warm_up_ends_and_says_what_it_waits_for():
+    import io
+
+    from rich.console import Console
+
+    from netprobe.console import ProgressSink
+    from netprobe.events import Event
+
+    sink = ProgressSink(Console(file=io.StringIO(), force_terminal=True))
+    sink.emit(Event("started", "upload"))
+    # The sender's count in the first second: socket buffers filling, not the line's rate.
+    early = sink.sample_line(Event("sample", "upload", 1.0, 25e6, 4, 25_000_000))
+    assert "Mbit/s" not in early and "rate after warm-up" in early
+    sink.emit(Event("warmup_done", "upload", 4.0, 2.5e6, 4, 30_000_000))
+    assert "20.0 Mbit/s" in sink.sample_line(Event("sample", "upload", 5.0, 2.5e6, 4, 32_500_000))
+    assert "20.0 Mbit/s" in sink.sample_line(Event("sample", "download", 5.0, 2.5e6, 4, 1))
+    sink.emit(Event("finishing", "upload", 9.0, detail=10.0))
+    sink.emit(Event("finished", "upload", 12.0))
+
+
+async def test_a_run_says_it_is_finishing_before_it_finishes(loopback_server):
+    from netprobe.events import Recorder
+    from netprobe.measure.engine import EngineOptions
+    from netprobe.measure.line import backend_for, measure_line
+
+    recorder = Recorder()
+    options = EngineOptions(duration_seconds=1.0, time_limit_seconds=20.0)
+    await measure_line(backend_for("native", loopback_server), ["upload"], options, recorder)
+    kinds = [e.kind for e in recorder.events]
+    assert kinds.index("warmup_done") < kinds.index("finishing") < kinds.index("finished")

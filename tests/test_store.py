@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from netprobe.cli import app
-from netprobe.compliance.evidence import EvidenceError, verify_chain
+from netprobe.compliance.evidence import EvidenceError, verify_chain, verify_export
 from netprobe.results import DirectionResult, LineResult, Server
 from netprobe.store import Store
 
@@ -41,7 +41,7 @@ def test_added_records_come_back_sealed_in_a_verifiable_chain(tmp_path: Path) ->
     sealed = [store.add(line_record(rate=r)) for r in (10e6, 11e6, 12e6)]
     assert [s["evidence"]["seq"] for s in sealed] == [1, 2, 3]
     assert store.records() == sealed
-    assert verify_chain(store.records()) == 3
+    assert verify_chain(store.records()).count == 3
     assert (tmp_path / "probe.key").exists()
     store.close()
 
@@ -52,7 +52,7 @@ def test_chain_continues_after_reopening(tmp_path: Path) -> None:
     store.close()
     store = Store(tmp_path / "results.db")
     assert store.add(line_record())["evidence"]["seq"] == 2
-    assert verify_chain(store.records()) == 2
+    assert verify_chain(store.records()).count == 2
 
 
 def test_altered_record_is_caught_by_verify_chain(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_pruning_keeps_the_rest_of_the_chain_verifiable(tmp_path: Path) -> None:
     for day in (1, 2, 3):
         store.add(line_record(started_at=f"2026-11-0{day}T08:00:00+00:00"))
     assert store.prune("2026-11-02T00:00:00+00:00") == 1
-    assert verify_chain(store.records()) == 2
+    assert verify_chain(store.records()).count == 2
     assert store.add(line_record())["evidence"]["seq"] == 4
 
 
@@ -117,9 +117,9 @@ def test_export_jsonl_is_the_full_sealed_record_and_csv_has_a_row_per_direction(
     runner = CliRunner()
     jsonl = runner.invoke(app, ["results", "export", "--store", str(tmp_path / "results.db")])
     assert jsonl.exit_code == 0, jsonl.output
-    exported = [json.loads(line) for line in jsonl.output.splitlines()]
+    head, *exported = [json.loads(line) for line in jsonl.output.splitlines()]
     assert exported == stored
-    assert verify_chain(exported) == 2
+    assert verify_export(exported, head, {stored[0]["evidence"]["public_key"]}).count == 2
     table = runner.invoke(
         app, ["results", "export", "--store", str(tmp_path / "results.db"), "--format", "csv"]
     )
@@ -172,7 +172,7 @@ def test_sigkill_during_writes_loses_nothing_reported_stored(
     stored = [r["id"] for r in store.records()]
     assert stored[: len(reported)] == reported
     assert len(stored) - len(reported) <= 1  # at most the one committed before its print
-    assert verify_chain(store.records()) == len(stored)
+    assert verify_chain(store.records()).count == len(stored)
     assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

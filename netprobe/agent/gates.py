@@ -1,4 +1,4 @@
-"""Validity gates (METHOD.md §3): hold a test while the line or the probe is busy, and judge
+"""Validity gates (docs/method.md §3): hold a test while the line or the probe is busy, and judge
 the conditions a finished test saw.
 
 Before a test the WAN interface's byte counters and the CPU load are sampled; while either is

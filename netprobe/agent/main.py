@@ -3,12 +3,13 @@ test at a time on a randomised schedule until SIGTERM.
 
     asyncio.run(run_agent(Path("/etc/netprobe/agent.yml")))
 
-With `compliance.de_bnetza.campaign.enabled`, each test also waits for the BNetzA campaign's
-next conforming slot (see `scheduler.campaign_delay`) and the progress is logged.
+The agent only wires its parts, each with one job and testable alone: `Lifecycle` (the
+configuration in force, reload, stop), `HttpFace` (exporter, embedded server), `Planner`
+(schedule and BNetzA campaign), `Cycle` (one test), `Retention` (pruning), and its sinks
+(`Agent.sinks`: store, log, metric sources, push) that every run's events fan out to.
 
-SIGHUP and POST /-/reload re-read the configuration; a bad file keeps the running one (logged,
-and `netprobe_config_last_reload_successful` drops to 0). SIGTERM or SIGINT aborts a running
-test, records it as aborted, closes the store and exits.
+SIGHUP and POST /-/reload re-read the configuration; SIGTERM or SIGINT aborts a running test,
+records it as aborted, closes the store and exits.
 """
 
 from __future__ import annotations
@@ -21,41 +22,39 @@ import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry
 
+from netprobe.agent.clock import wait_for_clock
+from netprobe.agent.face import HttpFace
 from netprobe.agent.gates import default_interface
+from netprobe.agent.lifecycle import Lifecycle
 from netprobe.agent.metrics import AgentMetrics, AgentStatus, LineMetrics
+from netprobe.agent.retention import Retention
 from netprobe.agent.run import Cycle
-from netprobe.agent.scheduler import (
-    campaign_delay,
-    describe_campaign,
-    first_delay,
-    next_interval,
-)
-from netprobe.compliance.campaign import plan_campaign
+from netprobe.agent.scheduler import Planner
+from netprobe.agent.sinks import LogSink, StoreSink
 from netprobe.config import AgentConfig, ServerConfig, load_config, parse_listen
 from netprobe.drives.metrics import DriveMetrics
 from netprobe.errors import ConfigError, StoreError
-from netprobe.exporter import (
-    BasicAuth,
-    MetricSource,
-    SourcesCollector,
-    WebConfig,
-    build_app,
-    load_web_config,
-    ssl_context,
-    start_exporter,
-)
+from netprobe.events import Fanout, Sink, result_event
+from netprobe.exporter import MetricSource
+from netprobe.i18n import _
 from netprobe.store import Store
+
+if TYPE_CHECKING:
+    from netprobe.push.pusher import Pusher
 
 log = logging.getLogger("netprobe.agent")
 
+PUSH_RETRY_MIN_SECONDS = 5.0
+PUSH_RETRY_MAX_SECONDS = 300.0
+
 
 class Agent:
-    """One agent process: its configuration, store, metric sources and schedule."""
+    """One agent process: its parts, its store, its metric sources and sinks."""
 
     def __init__(
         self,
@@ -66,84 +65,35 @@ class Agent:
         sysfs_root: Path = Path("/sys/class/net"),
         rng: random.Random | None = None,
     ) -> None:
-        self.config_path = config_path
-        self.config = config
+        self.status = AgentStatus(reload_success_timestamp=time.time())
+        self.life = Lifecycle(config_path, config, self.status)
+        self.life.on_change.append(lambda _config: self.start_compliance())
+        self.life.on_stop.append(self.cancel_cycle)
         self.listen = listen or config.exporter.listen
         self.sysfs_root = sysfs_root
         self.rng = rng or random.Random()
-        self.status = AgentStatus(reload_success_timestamp=time.time())
         self.line_metrics = LineMetrics()
         self.drive_metrics = DriveMetrics()
-        self.compliance_metrics: MetricSource | None = None
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.auth = BasicAuth({})
+        self.compliance_metrics: Any = None  # a ComplianceCollector once the store is open
+        self.face = HttpFace(CollectorRegistry(auto_describe=True))
+        self.pusher: Pusher | None = None
         self.store: Store | None = None
-        self.stopping = asyncio.Event()
         self.cycle_task: asyncio.Task[Any] | None = None
         self.embedded: ServerConfig | None = None
         self.turn = 0
-        web_config = (
-            load_web_config(Path(config.exporter.web_config))
-            if config.exporter.web_config
-            else None
-        )
-        # TLS is set up once, when the exporter starts; users change on reload.
-        self.tls = web_config.tls_server_config if web_config else None
-        self.apply(config, web_config)
 
-    # -- configuration --------------------------------------------------------------------
-    def apply(self, config: AgentConfig, web_config: WebConfig | None) -> None:
-        self.config = config
-        self.status.probe_id = config.probe.id
-        self.status.operator, self.status.plan = config.contract.operator, config.contract.plan
-        self.status.contract = {
-            (direction, kind): getattr(rates, direction)
-            for kind, rates in config.contract.rates().items()
-            for direction in ("download", "upload")
-        }
-        self.auth = BasicAuth(web_config.basic_auth_users if web_config else {})
+    @property
+    def config(self) -> AgentConfig:
+        return self.life.config
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self.life.stopping
 
     @property
     def targets(self) -> list[ServerConfig]:
         """The servers tests rotate through."""
         return [*self.config.servers, *([self.embedded] if self.embedded else [])]
-
-    async def reload(self) -> str | None:
-        """Re-read the configuration file; None when it took effect, else why it did not."""
-        try:
-            config = load_config(self.config_path)
-            web_config = (
-                load_web_config(Path(config.exporter.web_config))
-                if config.exporter.web_config
-                else None
-            )
-        except ConfigError as exc:
-            self.status.reload_successful = False
-            log.error("configuration reload failed, keeping the running configuration: %s", exc)
-            return str(exc)
-        for section, needs_restart in (
-            ("store", config.store.path != self.config.store.path),
-            ("exporter.listen", config.exporter.listen != self.config.exporter.listen),
-            ("embedded_server", config.embedded_server != self.config.embedded_server),
-            ("push", config.push != self.config.push),
-        ):
-            if needs_restart:
-                log.warning("%s changed: takes effect when the agent restarts", section)
-        self.apply(config, web_config)
-        if self.store is not None:
-            self.start_compliance()
-        self.status.reload_successful = True
-        self.status.reload_success_timestamp = time.time()
-        log.info("configuration reloaded from %s", self.config_path)
-        return None
-
-    # -- life -----------------------------------------------------------------------------
-    def observe(self, record: dict[str, Any]) -> None:
-        for source in self.sources:
-            try:
-                source.observe(record)
-            except Exception:
-                log.exception("metric source %s failed on a result", type(source).__name__)
 
     @property
     def sources(self) -> list[MetricSource]:
@@ -157,73 +107,112 @@ class Agent:
             sources.append(self.compliance_metrics)
         return sources
 
+    @property
+    def sinks(self) -> Fanout:
+        """Where every run's events go: the store first (it seals), then the rest."""
+        assert self.store is not None
+        sinks: list[Sink] = [StoreSink(self.store, self.status), LogSink(), *self.sources]
+        if self.pusher is not None:
+            sinks.append(self.pusher)
+        return Fanout(sinks)
+
+    async def reload(self) -> str | None:
+        return await self.life.reload()
+
+    def stop(self) -> None:
+        self.life.stop()
+
+    def cancel_cycle(self) -> None:
+        if self.cycle_task is not None:
+            self.cycle_task.cancel()
+
     def start_compliance(self) -> None:
         """Verdicts over the stored line results of the compliance window, then live."""
+        if self.store is None:
+            return
         from netprobe.compliance.contract import Contract
         from netprobe.compliance.metrics import ComplianceCollector
 
-        assert self.store is not None
-        contract = self.config.contract
         compliance = self.config.located_compliance()
         since = datetime.now(UTC) - timedelta(days=compliance.window_days)
         self.compliance_metrics = ComplianceCollector(
-            Contract.from_rates(
-                download=contract.download,
-                upload=contract.upload,
-                download_normal=contract.normal.download if contract.normal else None,
-                upload_normal=contract.normal.upload if contract.normal else None,
-                download_minimum=contract.minimum.download if contract.minimum else None,
-                upload_minimum=contract.minimum.upload if contract.minimum else None,
-            ),
+            Contract.from_config(self.config.contract),
             compliance,
             records=self.store.records(kind="line", since=since.isoformat()),
         )
 
     async def push_forever(self) -> None:
-        """remote_write of this agent's own metrics, when `push:` is configured."""
+        """remote_write of this agent's own metrics, when `push:` is configured.
+
+        A loop that stops on an error (an outbox that cannot be opened, a full disk) is logged,
+        counted, shown by /-/healthy and restarted after a growing pause (5 s up to 5 min).
+        """
+        pause_seconds = PUSH_RETRY_MIN_SECONDS
+        while not self.stopping.is_set():
+            try:
+                await self.push_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.status.push_loop_failures += 1
+                self.status.push_loop_error = str(exc) or type(exc).__name__
+                log.error("push loop stopped, retrying in %.0f s: %s", pause_seconds, exc)
+                await self.sleep(pause_seconds)
+                pause_seconds = min(2 * pause_seconds, PUSH_RETRY_MAX_SECONDS)
+            else:
+                return
+
+    async def push_once(self) -> None:
         from netprobe.push.pusher import Pusher
 
         assert self.config.push is not None and self.store is not None
-        pusher = Pusher(
+        registry = self.face.registry
+        self.pusher = Pusher(
             self.config.push,
-            self.registry,
+            registry,
             store_path=str(self.store.path.with_name("push-outbox.db")),
             probe_id=self.config.probe.id,
         )
-        self.registry.register(pusher)
+        registry.register(self.pusher)
         try:
-            await pusher.run()
+            self.status.push_loop_error = None
+            await self.pusher.run()
         finally:
-            self.registry.unregister(pusher)
+            registry.unregister(self.pusher)
+            self.pusher = None
 
     def interface(self) -> str | None:
         return self.config.probe.interface or default_interface()
-
-    def stop(self) -> None:
-        if self.stopping.is_set():
-            return
-        log.info("stopping")
-        self.stopping.set()
-        if self.cycle_task is not None:
-            self.cycle_task.cancel()
 
     async def run(self) -> None:
         config = self.config
         self.store = Store(
             Path(config.store.path), Path(config.store.key_file) if config.store.key_file else None
         )
-        for record in self.store.recover_interrupted():
-            log.warning("recorded test %s as aborted: the agent stopped during it", record["id"])
-            self.observe(record)
+        self.status.key_fingerprint = self.store.key_fingerprint() or ""
+
+        def not_recovered(exc: StoreError) -> None:
+            # The mark stays for the next start; the agent starts all the same.
+            self.status.store_errors += 1
+            log.error("%s", exc)
+
+        for record in self.store.recover_interrupted(not_recovered):
+            log.warning(_("recorded test %s as aborted: the agent stopped during it"), record["id"])
+            Fanout(self.sources).emit(result_event(record))  # stored already
         self.cycle().refresh_data_used()
         self.start_compliance()
         runners: list[web.AppRunner] = []
         pushing: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         try:
-            runners.append(await self.start_exporter())
+            runners.append(
+                await self.face.start_exporter(lambda: self.sources, self.life, self.listen)
+            )
             if config.embedded_server is not None:
-                runners.append(await self.start_embedded_server())
+                runner, self.embedded = await self.face.start_embedded_server(
+                    config.embedded_server
+                )
+                runners.append(runner)
             if config.push is not None:
                 pushing = asyncio.ensure_future(self.push_forever())
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
@@ -240,88 +229,29 @@ class Agent:
             for runner in reversed(runners):
                 await runner.cleanup()
             self.store.close()
-            log.info("stopped; store closed")
+            log.info(_("stopped; store closed"))
 
-    async def start_exporter(self) -> web.AppRunner:
-        self.registry.register(SourcesCollector(lambda: self.sources))
-        ProcessCollector(registry=self.registry)
-        app = build_app(
-            self.registry,
-            reload=self.reload,
-            probe_id=lambda: self.config.probe.id,
-            auth=lambda: self.auth,
-        )
-        tls = ssl_context(self.tls) if self.tls else None
-        host, port = parse_listen(self.listen)
-        runner = await start_exporter(app, host, port, tls)
-        scheme = "https" if tls else "http"
-        log.info("metrics on %s://%s:%d/metrics", scheme, host, runner.addresses[0][1])
-        return runner
-
-    async def start_embedded_server(self) -> web.AppRunner:
-        from netprobe.serve.app import bound_port, start_server
-        from netprobe.serve.state import ServerLimits
-
-        embedded = self.config.embedded_server
-        assert embedded is not None
-        limits = ServerLimits(
-            download_rate_bytes_per_second=embedded.download_rate,
-            upload_rate_bytes_per_second=embedded.upload_rate,
-        )
-        runner = await start_server(embedded.host, embedded.port, limits)
-        url = f"http://{embedded.host}:{bound_port(runner)}"
-        self.embedded = ServerConfig(url, "native", "embedded")
-        log.info("embedded test server on %s", url)
-        return runner
-
-    def seconds_since_last_test(self) -> float | None:
+    def planner(self) -> Planner:
         assert self.store is not None
-        last = self.store.last("line")
-        if last is None:
-            return None
-        started = datetime.fromisoformat(last["started_at"])
-        return max((datetime.now(UTC) - started).total_seconds(), 0.0)
+        return Planner(lambda: self.config, self.store, self.status, self.rng)
+
+    def with_campaign(self, delay: float, now: datetime | None = None) -> float:
+        return self.planner().with_campaign(delay, now)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep until the next test is due or the agent stops."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
-    def with_campaign(self, delay: float, now: datetime | None = None) -> float:
-        """`delay`, held back to the campaign's next conforming slot when campaign mode is on.
-
-        Planned afresh from the stored line results of the compliance window each time, so a
-        restart, a skipped test or an invalid one simply moves the slot.
-        """
-        compliance = self.config.located_compliance()
-        rules = compliance.de_bnetza.campaign
-        if not rules.enabled:
-            return delay
-        assert self.store is not None
-        now = now or datetime.now(UTC)
-        since = now - timedelta(days=compliance.window_days)
-        try:
-            records = self.store.records(
-                kind="line", since=since.isoformat(timespec="microseconds")
-            )
-        except StoreError as exc:
-            self.status.store_errors += 1
-            log.error("campaign not planned: %s", exc)
-            return delay
-        plan = plan_campaign(records, now, rules, compliance.zone())
-        log.info("%s", describe_campaign(plan, rules, compliance.zone()))
-        return campaign_delay(delay, plan, now)
-
     async def schedule_loop(self) -> None:
-        delay = first_delay(self.config.schedule, self.seconds_since_last_test(), self.rng)
-        delay = self.with_campaign(delay)
+        delay = self.planner().first_delay(datetime.now(UTC))
         while not self.stopping.is_set():
-            log.info("next test in %.0f s", delay)
+            log.info(_("next test in %.0f s"), delay)
             await self.sleep(delay)
             if self.stopping.is_set():
                 return
             await self.run_one_cycle()
-            delay = self.with_campaign(next_interval(self.config.schedule, self.rng))
+            delay = self.planner().next_delay(datetime.now(UTC))
 
     def cycle(self) -> Cycle:
         """One measurement cycle under the configuration in force now."""
@@ -330,13 +260,17 @@ class Agent:
             self.config,
             self.store,
             self.status,
-            self.observe,
+            self.sinks,
             self.interface(),
             sysfs_root=self.sysfs_root,
         )
 
     async def run_one_cycle(self) -> None:
         assert self.store is not None
+        if not await wait_for_clock(self.status, now=lambda: datetime.now(UTC), sleep=self.sleep):
+            return
+        if self.stopping.is_set():
+            return
         target = self.targets[self.turn % len(self.targets)]
         self.turn += 1
         self.cycle_task = asyncio.ensure_future(self.cycle().run(target))
@@ -349,15 +283,9 @@ class Agent:
             log.exception("measurement cycle failed")
         finally:
             self.cycle_task = None
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.config.store.retention_seconds)
-        try:
-            pruned = self.store.prune(cutoff.isoformat(timespec="microseconds"))
-        except StoreError as exc:
-            self.status.store_errors += 1
-            log.error("%s", exc)
-            return
-        if pruned:
-            log.info("retention: removed %d results older than %s", pruned, cutoff.date())
+        Retention(self.store, self.status).prune(
+            self.config.store.retention_seconds, datetime.now(UTC)
+        )
 
 
 async def run_agent(config_path: Path, listen: str | None = None) -> None:

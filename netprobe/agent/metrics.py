@@ -1,4 +1,4 @@
-"""The line and agent metric families (METHOD.md §6), produced at scrape time.
+"""The line and agent metric families (docs/method.md §6), produced at scrape time.
 
 `LineMetrics` is the metric source for line tests: the agent hands it every stored line
 result; it keeps the last figures and the counters. `AgentMetrics` reads the agent's own
@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from netprobe import __version__
+from netprobe.events import ResultObserver
 
 
 def epoch_seconds(iso: str) -> float:
@@ -36,7 +37,7 @@ def direction_outcome(record: dict[str, Any], part: dict[str, Any]) -> str:
     return "ok" if record.get("valid", True) else "invalid"
 
 
-class LineMetrics:
+class LineMetrics(ResultObserver):
     """Last valid rates, latencies, timestamps and the byte/second/test counters of line tests."""
 
     def __init__(self) -> None:
@@ -163,9 +164,23 @@ class AgentStatus:
     reload_successful: bool = True
     reload_success_timestamp: float = 0.0
     store_errors: int = 0
+    push_loop_failures: int = 0
+    push_loop_error: str | None = None  # why the push loop is down now, if it is
+    clock_plausible: bool = True
+    unstored_results: int = 0  # results kept in memory because the store refused them
+    key_fingerprint: str = ""  # the probe key a reader pins (`netprobe evidence key`)
+
+    def problems(self) -> list[str]:
+        """What keeps the agent from doing its job now, for /-/healthy."""
+        found = []
+        if self.push_loop_error is not None:
+            found.append(f"push: {self.push_loop_error}")
+        if not self.clock_plausible:
+            found.append("clock: not yet plausible (waiting for time sync)")
+        return found
 
 
-class AgentMetrics:
+class AgentMetrics(ResultObserver):
     """The agent's own families; it observes nothing, the agent updates its status directly."""
 
     def __init__(self, status: AgentStatus) -> None:
@@ -235,3 +250,26 @@ class AgentMetrics:
         yield CounterMetricFamily(
             "netprobe_store_errors", "Failed writes to the results store.", value=s.store_errors
         )
+        yield CounterMetricFamily(
+            "netprobe_push_loop_failures",
+            "Times the remote_write loop stopped on an error and was restarted.",
+            value=s.push_loop_failures,
+        )
+        yield GaugeMetricFamily(
+            "netprobe_clock_plausible",
+            "Whether the system clock is plausible (1); tests wait while it is not (0).",
+            value=1 if s.clock_plausible else 0,
+        )
+        yield GaugeMetricFamily(
+            "netprobe_store_unstored_results",
+            "Results the store refused (full disk, read-only, key problem), kept to write later.",
+            value=s.unstored_results,
+        )
+        if s.key_fingerprint:
+            key = GaugeMetricFamily(
+                "netprobe_evidence_key_info",
+                "Fingerprint of the probe key that signs the results.",
+                labels=["fingerprint"],
+            )
+            key.add_metric([s.key_fingerprint], 1)
+            yield key

@@ -1,5 +1,5 @@
-"""One measurement cycle of the agent: budget, gates, the line test, its conditions, storing it,
-and the cloud drives right after it.
+"""One measurement cycle of the agent: budget, gates, the line test, its conditions, and the
+cloud drives right after it; every event of the run goes to the agent's sinks.
 
 The cycle never runs two tests at once: drives are probed after the line test, back to back,
 so each sees the line alone. A test in progress is marked in the store first, so a crash
@@ -23,11 +23,11 @@ from netprobe.agent.gates import Gates, Link, cross_traffic_during, invalid_reas
 from netprobe.agent.metrics import AgentStatus
 from netprobe.config import AgentConfig, ServerConfig
 from netprobe.errors import StoreError
+from netprobe.events import HoldResult, Sink, result_event
 from netprobe.i18n import _
 from netprobe.measure.line import backend_for, measure_line
 from netprobe.results import Conditions, DirectionResult, LineResult, Server, new_id
 from netprobe.store import Store
-from netprobe.units import format_rate
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Cycle:
     config: AgentConfig
     store: Store
     status: AgentStatus
-    observe: Callable[[dict[str, Any]], None]
+    sink: Sink  # the agent's sinks (store, metrics, push, log), fanned out
     interface: str | None
     sysfs_root: Path = Path("/sys/class/net")
     gates: Gates | None = None
@@ -49,18 +49,10 @@ class Cycle:
         if self.gates is None:
             self.gates = Gates(self.config.gates, self.interface)
 
-    def store_result(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        """Store, count the data used and feed the metric sources; a store failure is counted."""
-        try:
-            sealed = self.store.add(record)
-        except StoreError as exc:
-            self.status.store_errors += 1
-            log.error("%s", exc)
-            self.observe(record)
-            return None
-        self.observe(sealed)
+    def finish(self, record: dict[str, Any]) -> None:
+        """The run's last event, with the completed record; then the month's data count."""
+        self.sink.emit(result_event(record))
         self.refresh_data_used()
-        return sealed
 
     def refresh_data_used(self) -> None:
         budget = DataBudget(self.config.budget)
@@ -77,7 +69,7 @@ class Cycle:
         self.refresh_data_used()
         if not DataBudget(config.budget).allows(self.status.data_used_bytes, test_bytes):
             self.status.tests_skipped["budget"] += 1
-            log.warning("test skipped: the monthly data budget has no room for it")
+            log.warning(_("test skipped: the monthly data budget has no room for it"))
             return None
         assert self.gates is not None
         seen_holds: set[str] = set()
@@ -86,7 +78,7 @@ class Cycle:
             if gate not in seen_holds:
                 seen_holds.add(gate)
                 self.status.gate_holds[gate] += 1
-                log.info("test held: %s gate", gate)
+                log.info(_("test held: %s gate"), gate)
             held = self.status.gate_hold_seconds
             held[gate] = held.get(gate, 0.0) + seconds
 
@@ -94,7 +86,7 @@ class Cycle:
         if not clearance.cleared:
             self.status.tests_skipped[clearance.gate or "gate"] += 1
             log.warning(
-                "test skipped: still held by the %s gate after the hold limit", clearance.gate
+                _("test skipped: still held by the %s gate after the hold limit"), clearance.gate
             )
             return None
         link = read_link(self.interface, self.sysfs_root) if self.interface else None
@@ -144,16 +136,17 @@ class Cycle:
         config = self.config
         assert self.gates is not None
         before, start = self.gates.counter(), time.monotonic()
-        log.info(_("line test starting against %s (%s)"), _server_name(target), target.protocol)
+        log.info(_("line test starting against %s (%s)"), server_name(target), target.protocol)
         try:
             result = await measure_line(
                 backend_for(target.protocol, target.url),
                 config.measurement.test_directions(),
                 config.measurement.engine_options(),
+                HoldResult(self.sink),
             )
         except asyncio.CancelledError:
-            log.warning("test aborted: the agent is stopping")
-            self.store_result(placeholder.to_dict())
+            log.warning(_("test aborted: the agent is stopping"))
+            self.finish(placeholder.to_dict())
             raise
         seconds = time.monotonic() - start
         after = self.gates.counter()
@@ -174,11 +167,7 @@ class Cycle:
             contracted = max(config.contract.download, config.contract.upload)
             reason = invalid_reason(config.gates, link, contracted, during)
             result.valid, result.invalid_reason = reason is None, reason
-        self.store_result(result.to_dict())
-        if result.outcome == "failed":
-            log.warning("%s: %s", _server_name(target), describe(result))
-        else:
-            log.info("%s: %s", _server_name(target), describe(result))
+        self.finish(result.to_dict())
         await self.probe_drives(result)
         return result
 
@@ -188,29 +177,24 @@ class Cycle:
             return
         from netprobe.drives.run import probe_drives
 
-        for drive_result in await probe_drives(self.config.drives, line=line, run_id=line.run_id):
-            drive_result.probe_id = drive_result.probe_id or line.probe_id
-            self.store_result(drive_result.to_dict())
+        await probe_drives(
+            self.config.drives,
+            line=line,
+            run_id=line.run_id,
+            sink=self.sink,
+            probe_id=line.probe_id,
+        )
+        self.refresh_data_used()
 
 
-def _server_name(target: ServerConfig) -> str:
-    return f"{target.name} ({target.url})" if target.name else target.url
-
-
-def describe(result: LineResult) -> str:
-    """One log line a person can read, in the language in use; a failure says why."""
-    parts = []
-    for part in result.directions():
-        if part.ok and part.bytes_per_second:
-            figure = format_rate(part.bytes_per_second)
-        else:
-            figure = _("failed: {reason}").format(reason=part.error or part.reason)
-        parts.append(f"{_(part.direction)} {figure}")
-    verdict = (
-        _("valid")
-        if result.valid
-        else _("not valid ({reason})").format(reason=result.invalid_reason)
+def server_name(target: ServerConfig | dict[str, Any]) -> str:
+    """ "name (url)", or the url of a server without a name."""
+    name, url = (
+        (target.name, target.url)
+        if isinstance(target, ServerConfig)
+        else (
+            target.get("name", ""),
+            target.get("url", ""),
+        )
     )
-    return _("line test {outcome}: {parts}; {verdict}").format(
-        outcome=_(result.outcome), parts=", ".join(parts), verdict=verdict
-    )
+    return f"{name} ({url})" if name else url

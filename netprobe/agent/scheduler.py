@@ -1,4 +1,4 @@
-"""When the next test runs (peak hours: `netprobe.peak`; the `schedule:` section: `netprobe.config`).
+"""When the next test runs (the `schedule:` section itself is in `netprobe.config`).
 
 Intervals are drawn from an exponential distribution around a mean and clamped, so tests land
 at random moments (no pattern an ISP could favour, no alignment with other probes) yet never
@@ -12,15 +12,23 @@ lower bound: the test also waits for the series' next conforming slot, so the ra
 fills the series without breaking its spacing rules:
 
     delay = campaign_delay(delay, plan_campaign(records, now, rules, zone), now)
+
+`Planner` puts these together for the agent over its store: `first_delay`, `next_delay`.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from datetime import datetime, tzinfo
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
-from netprobe.config import ScheduleConfig
+from netprobe.agent.metrics import AgentStatus
+from netprobe.config import AgentConfig, ScheduleConfig
+from netprobe.errors import StoreError
+from netprobe.i18n import _
+from netprobe.store import Store
 
 if TYPE_CHECKING:
     from netprobe.compliance.campaign import CampaignPlan
@@ -75,3 +83,63 @@ def describe_campaign(plan: CampaignPlan, rules: BnetzaCampaign, zone: tzinfo) -
         f" day {len(plan.days) + opens_day} of {rules.days},"
         f" next slot at {slot:%Y-%m-%d %H:%M %Z}{deadline}"
     )
+
+
+log = logging.getLogger("netprobe.agent")
+
+
+class Planner:
+    """The agent's delays to its next test: random, held back to a campaign's next slot."""
+
+    def __init__(
+        self,
+        config: Callable[[], AgentConfig],
+        store: Store,
+        status: AgentStatus,
+        rng: random.Random,
+    ) -> None:
+        self.config = config  # asked each time: a reload changes the schedule
+        self.store = store
+        self.status = status
+        self.rng = rng
+
+    def seconds_since_last_test(self, now: datetime) -> float | None:
+        last = self.store.last("line")
+        if last is None:
+            return None
+        started = datetime.fromisoformat(last["started_at"])
+        return max((now - started).total_seconds(), 0.0)
+
+    def first_delay(self, now: datetime) -> float:
+        schedule = self.config().schedule
+        delay = first_delay(schedule, self.seconds_since_last_test(now), self.rng)
+        return self.with_campaign(delay, now)
+
+    def next_delay(self, now: datetime) -> float:
+        return self.with_campaign(next_interval(self.config().schedule, self.rng), now)
+
+    def with_campaign(self, delay: float, now: datetime | None = None) -> float:
+        """`delay`, held back to the campaign's next conforming slot when campaign mode is on.
+
+        Planned afresh from the stored line results of the compliance window each time, so a
+        restart, a skipped test or an invalid one simply moves the slot.
+        """
+        from netprobe.compliance.campaign import plan_campaign
+
+        compliance = self.config().located_compliance()
+        rules = compliance.de_bnetza.campaign
+        if not rules.enabled:
+            return delay
+        now = now or datetime.now(UTC)
+        since = now - timedelta(days=compliance.window_days)
+        try:
+            records = self.store.records(
+                kind="line", since=since.isoformat(timespec="microseconds")
+            )
+        except StoreError as exc:
+            self.status.store_errors += 1
+            log.error(_("campaign not planned: %s"), exc)
+            return delay
+        plan = plan_campaign(records, now, rules, compliance.zone())
+        log.info("%s", describe_campaign(plan, rules, compliance.zone()))
+        return campaign_delay(delay, plan, now)

@@ -15,6 +15,7 @@ from netprobe.compliance.config import ComplianceConfig
 from netprobe.compliance.contract import Contract
 from netprobe.compliance.series import Measurement, reaches, series, share
 from netprobe.compliance.verdict import Criterion, Verdict, verdict
+from netprobe.i18n import _
 from netprobe.results import DIRECTIONS
 from netprobe.units import format_rate
 
@@ -31,12 +32,14 @@ def evaluate(
     for direction in DIRECTIONS:
         measured = series(records, direction, config.zone())
         threshold = policy.reach_share * contract.direction(direction).theoretical
-        target = (
-            f"{policy.reach_share:.0%} of {format_rate(contract.direction(direction).theoretical)}"
+        target = _("{share:.0%} of the contracted rate {rate}").format(
+            share=policy.reach_share, rate=format_rate(contract.direction(direction).theoretical)
         )
         overall = _reach(
             "reach_overall",
-            f"at least {policy.required_share:.0%} of valid tests reach {target}",
+            _("at least {share:.0%} of valid tests reach {target}").format(
+                share=policy.required_share, target=target
+            ),
             measured.measurements,
             threshold,
             policy.required_share,
@@ -45,8 +48,15 @@ def evaluate(
         window = policy.peak
         peak = _reach(
             "reach_peak",
-            f"at least {policy.required_share:.0%} of valid tests in peak hours "
-            f"{window.start_hour:02d}–{window.end_hour:02d} h reach {target}",
+            _(
+                "at least {share:.0%} of valid tests in peak hours {start:02d}–{end:02d} h "
+                "reach {target}"
+            ).format(
+                share=policy.required_share,
+                start=window.start_hour,
+                end=window.end_hour,
+                target=target,
+            ),
             measured.within(window),
             threshold,
             policy.required_share,
@@ -80,7 +90,9 @@ def _reach(
             None,
             value,
             required,
-            note=f"{len(measurements)} valid tests, {min_tests} needed",
+            note=_("{count} valid tests, {needed} needed").format(
+                count=len(measurements), needed=min_tests
+            ),
         )
     passed = value >= required
     deciding = [

@@ -19,6 +19,7 @@ from netprobe.compliance.config import ComplianceConfig
 from netprobe.compliance.contract import Contract
 from netprobe.compliance.series import Measurement, Series, reaches, series, share
 from netprobe.compliance.verdict import Criterion, Verdict, verdict
+from netprobe.i18n import _
 from netprobe.results import DIRECTIONS
 from netprobe.units import format_rate
 
@@ -40,7 +41,9 @@ def evaluate(
     else:
         chosen = set()
         done = sum(len(d.measurements) for d in current.days)
-        note = f"no complete campaign yet: {done} of {rules.required} measurements"
+        note = _("no complete campaign yet: {done} of {required} measurements").format(
+            done=done, required=rules.required
+        )
     verdicts = []
     for direction in DIRECTIONS:
         measured = series(records, direction, zone)
@@ -62,9 +65,15 @@ def evaluate(
             _decide(
                 Criterion(
                     "maximum",
-                    f"{policy.max_share:.0%} of the contracted maximum "
-                    f"{format_rate(promised.theoretical)} reached at least once on at least "
-                    f"{policy.max_days} of {rules.days} days",
+                    _(
+                        "{share:.0%} of the contracted maximum {rate} reached at least once on "
+                        "at least {needed} of {days} days"
+                    ).format(
+                        share=policy.max_share,
+                        rate=format_rate(promised.theoretical),
+                        needed=policy.max_days,
+                        days=rules.days,
+                    ),
                     len(reached) >= policy.max_days,
                     len(reached),
                     policy.max_days,
@@ -82,8 +91,10 @@ def evaluate(
                 _decide(
                     Criterion(
                         "normal",
-                        f"normally available rate {format_rate(promised.normal)} reached in at "
-                        f"least {policy.normal_share:.0%} of measurements",
+                        _(
+                            "normally available rate {rate} reached in at least {share:.0%} "
+                            "of measurements"
+                        ).format(rate=format_rate(promised.normal), share=policy.normal_share),
                         passed,
                         normal_share,
                         policy.normal_share,
@@ -102,8 +113,14 @@ def evaluate(
                 _decide(
                     Criterion(
                         "minimum",
-                        f"contracted minimum {format_rate(promised.minimum)} undercut on fewer "
-                        f"than {policy.minimum_days} of {rules.days} days",
+                        _(
+                            "contracted minimum {rate} undercut on fewer than {needed} of {days} "
+                            "days"
+                        ).format(
+                            rate=format_rate(promised.minimum),
+                            needed=policy.minimum_days,
+                            days=rules.days,
+                        ),
                         len(undercut) < policy.minimum_days,
                         len(undercut),
                         policy.minimum_days,

@@ -26,6 +26,7 @@ from netprobe.compliance.contract import Contract
 from netprobe.compliance.policies import evaluate_all
 from netprobe.compliance.series import parse_utc
 from netprobe.compliance.verdict import Verdict
+from netprobe.events import ResultObserver
 from netprobe.results import DIRECTIONS
 
 
@@ -43,7 +44,7 @@ def _slim(record: dict[str, Any]) -> dict[str, Any]:
     return slim
 
 
-class ComplianceCollector(Collector):
+class ComplianceCollector(Collector, ResultObserver):
     """Exports the configured policies' verdicts over the stored and arriving results.
 
     `records` seeds it from the store at start-up; `clock` returns the current UTC time.

@@ -2,9 +2,10 @@
 
 An adapter only moves bytes and says where the time went; `run.py` decides how long, how many
 connections, and what the numbers mean (blackbox_exporter's prober model: adding an access path
-is one module and one line in `ADAPTERS`):
+is one module, one line in `run._adapters()` and its name in `config.DriveKind`; see
+docs/architecture.md):
 
-    adapter = ADAPTERS[drive.kind](drive, redactor)
+    adapter = _adapters()[drive.kind](drive, redactor)      # in run.py
     tier = await adapter.open()                   # authenticate, check the account's tier
     await adapter.download(meter)                 # the file once, counted into meter
     await adapter.upload("/dir/x.bin", payload, meter)

@@ -1,7 +1,7 @@
 """Baidu Netdisk (百度网盘) through its xpan open API, the way a registered app sees it.
 
-    open:     OAuth refresh (refresh tokens are single-use: the new one is written back to its
-              file), then `nas?method=uinfo`; vip_type 0 is a free account, 1 and 2 are paid
+    open:     OAuth refresh (refresh tokens are single-use: the new one is kept in the service's
+              state directory, `tokens.py`), then `nas?method=uinfo`; vip_type 0 is a free account, 1 and 2 are paid
     download: `file?method=list` finds the fs_id, `multimedia?method=filemetas&dlink=1` gives the
               dlink (valid 8 h), which redirects to the CDN; every hop carries
               `User-Agent: pan.baidu.com`, without which the CDN refuses
@@ -19,6 +19,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +34,7 @@ from netprobe.drives.http import (
     request,
     transport_error,
 )
+from netprobe.drives.tokens import TokenStore, TokenStoreError
 from netprobe.errors import ConfigError, MeasurementError, ProtocolError, ServerRefused
 
 log = logging.getLogger("netprobe.drives")
@@ -66,7 +68,9 @@ _VIP_TYPES = {0: "free", 1: "paid", 2: "paid"}
 class BaiduDrive:
     """A Baidu Netdisk account through the xpan open API."""
 
-    def __init__(self, drive: DriveConfig, redactor: Redactor) -> None:
+    def __init__(
+        self, drive: DriveConfig, redactor: Redactor, state_dir: Path | None = None
+    ) -> None:
         credentials = drive.credentials
         refreshable = (
             credentials.refresh_token is not None
@@ -86,6 +90,11 @@ class BaiduDrive:
             redactor.add(credentials.access_token.reveal())
             if credentials.access_token is not None
             else ""
+        )
+        self.tokens = (
+            TokenStore(drive.name, credentials.refresh_token, state_dir)
+            if credentials.refresh_token is not None
+            else None
         )
         self.recorder = SocketRecorder()
         self.session: aiohttp.ClientSession | None = None
@@ -166,8 +175,22 @@ class BaiduDrive:
     async def open(self) -> str:
         self.session = open_session(self.drive, self.recorder)
         credentials = self.drive.credentials
-        if credentials.refresh_token is not None and credentials.client_secret is not None:
-            refresh_token = self.redactor.add(credentials.refresh_token.reveal())
+        if self.tokens is not None and credentials.client_secret is not None:
+            try:
+                await self._refresh(self.tokens)
+            except TokenStoreError as exc:
+                log.error("drive %s: %s", self.drive.name, exc)
+                raise
+        user = await self._call(
+            self.pan_url, "/rest/2.0/xpan/nas", {"method": "uinfo", **self._token()}
+        )
+        return _VIP_TYPES.get(user.get("vip_type", -1), "unknown")
+
+    async def _refresh(self, tokens: TokenStore) -> None:
+        """A new access token; the rotated refresh token is kept before this returns."""
+        credentials = self.drive.credentials
+        refresh_token = self.redactor.add(tokens.current())
+        with tokens.rotation() as rotation:
             granted = await self._call(
                 self.oauth_url,
                 "/oauth/2.0/token",
@@ -175,25 +198,17 @@ class BaiduDrive:
                     "grant_type": "refresh_token",
                     "refresh_token": refresh_token,
                     "client_id": credentials.client_id or "",
-                    "client_secret": self.redactor.add(credentials.client_secret.reveal()),
+                    "client_secret": self.redactor.add(
+                        credentials.client_secret.reveal() if credentials.client_secret else ""
+                    ),
                 },
             )
-            self.access_token = self.redactor.add(str(granted.get("access_token", "")))
-            rotated = str(granted.get("refresh_token", ""))
-            if not self.access_token:
-                raise ProtocolError("the Baidu token refresh answered no access_token")
+            rotated = self.redactor.add(str(granted.get("refresh_token", "")))
             if rotated and rotated != refresh_token:
-                if credentials.refresh_token.file is None:
-                    log.warning(
-                        "drive %s: Baidu rotated the refresh token, and one from an environment "
-                        "variable cannot be updated; keep it in a file (credentials.refresh_token.file)",
-                        self.drive.name,
-                    )
-                credentials.refresh_token.replace(self.redactor.add(rotated))
-        user = await self._call(
-            self.pan_url, "/rest/2.0/xpan/nas", {"method": "uinfo", **self._token()}
-        )
-        return _VIP_TYPES.get(user.get("vip_type", -1), "unknown")
+                rotation.commit(rotated)
+        self.access_token = self.redactor.add(str(granted.get("access_token", "")))
+        if not self.access_token:
+            raise ProtocolError("the Baidu token refresh answered no access_token")
 
     async def _resolve_dlink(self) -> str:
         parent, _, name = self.drive.download.path.rstrip("/").rpartition("/")

@@ -1,4 +1,4 @@
-"""Which throttle a drive applies, from what one and N connections saw (METHOD.md §5).
+"""Which throttle a drive applies, from what one and N connections saw (docs/method.md §5).
 
     none             the drive delivers (close to) the line's rate
     per_connection   each connection is capped: N connections get about N times one

@@ -31,7 +31,7 @@ from netprobe.secrets import Secret
 DriveKind = Literal["http", "webdav", "s3", "rclone", "baidu"]
 Tier = Literal["free", "paid", "auto"]
 
-# METHOD.md §5 suggested floors.
+# docs/method.md §5 suggested floors.
 CRITICAL_FLOOR_BYTES_PER_SECOND = 128 * 1024
 WARNING_FLOOR_BYTES_PER_SECOND = 1024 * 1024
 WARNING_LINE_SHARE = 0.05
@@ -89,7 +89,7 @@ class UploadConfig:
 
 @dataclass
 class Floors:
-    """Policy floors (METHOD.md §5): below `critical` is unusable, below `warning` is poor.
+    """Policy floors (docs/method.md §5): below `critical` is unusable, below `warning` is poor.
 
     Defaults: critical under 128 KiB/s; warning under 1 MiB/s or under 5 % of the line's rate
     measured just before. Each probe is judged on its own; "critical on 3 probes in a row" is
@@ -115,7 +115,14 @@ class Floors:
 
 @dataclass
 class DriveConfig:
-    """One drive account to probe."""
+    """One drive account to probe.
+
+    A download runs until its steady rate has held `duration`; a burst before it is found in
+    the samples, whatever its length or size, and with none in sight the probe still waits
+    `burst` (the longest burst it will wait out) before calling the rate steady. `max_bytes`
+    and `time_limit` end it sooner, and the result says so. (The attributes carry `_seconds`;
+    the configuration keys are `duration`, `burst`, `time_limit`.)
+    """
 
     name: str
     kind: DriveKind
@@ -130,7 +137,7 @@ class DriveConfig:
     # At most this many payload bytes per probe (all phases); "budget" is the monthly one.
     max_bytes: Annotated[int, SIZE, Key("max_bytes", old="budget")] = 256 * 1024 * 1024
     duration_seconds: Annotated[float, DURATION, Key("duration")] = 10.0
-    burst_seconds: Annotated[float, DURATION, Key("burst")] = 2.0
+    burst_seconds: Annotated[float, DURATION, Key("burst")] = 25.0
     time_limit_seconds: Annotated[float, DURATION, Key("time_limit")] = 120.0
     connect_timeout_seconds: Annotated[float, DURATION, Key("connect_timeout")] = 15.0
     floors: Floors = field(default_factory=Floors)
@@ -140,12 +147,17 @@ class DriveConfig:
             raise ValueError(f"drive name {self.name!r} must be non-empty without spaces or quotes")
         if not 1 <= self.connections <= 16:
             raise ValueError("connections must be between 1 and 16")
-        if self.kind not in ("rclone", "baidu") and not self.url:
-            raise ValueError(f"a {self.kind} drive needs a url")
+        if self.kind not in ("rclone", "baidu"):
+            problem = http_url_problem(self.url) if self.url else "is missing"
+            if problem:
+                raise ValueError(f"the url of {self.kind} drive {self.name} {problem}")
         if self.kind == "rclone" and ":" not in self.url:
             raise ValueError("an rclone drive's url is a remote such as 'mydrive:'")
-        if self.burst_seconds >= self.duration_seconds:
-            raise ValueError("burst must be shorter than duration")
+        if self.kind == "rclone" and len(self.headers) > 1:
+            raise ValueError(
+                "an rclone drive takes at most one header: rclone reads one from its "
+                "environment, and headers never go on its command line"
+            )
         if self.kind == "http" and self.upload.enabled:
             raise ValueError("http drives (share links) are download only")
 
@@ -158,8 +170,6 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
     """
     if kind not in ("http", "webdav", "s3", "rclone"):
         raise ConfigError(f"--kind must be http, webdav, s3 or rclone, not {kind!r}")
-    if kind == "http":
-        return DriveConfig(name=name, kind="http", url=url)
     if kind == "rclone":
         remote, _, path = url.rpartition(":")
         if not remote or not path:
@@ -174,9 +184,10 @@ def ad_hoc(kind: str, url: str, *, name: str = "adhoc") -> DriveConfig:
             download=DownloadConfig(path=path),
             upload=UploadConfig(path=folder or "/"),
         )
+    _check_http_url(url)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--url must be an http(s) URL, not {url!r}")
+    if kind == "http":
+        return DriveConfig(name=name, kind="http", url=url)
     origin = f"{parts.scheme}://{parts.netloc}"
     path = parts.path
     if kind == "s3":
@@ -203,6 +214,7 @@ def ad_hoc_with(
     headers: list[str],
     connections: int,
     duration_seconds: float,
+    burst_seconds: float,
     upload_bytes: int | None,
 ) -> DriveConfig:
     """`drive` (from `ad_hoc`) with the command line's credentials, headers and sizes; checked."""
@@ -223,8 +235,23 @@ def ad_hoc_with(
             headers=parsed,
             connections=connections,
             duration_seconds=duration_seconds,
-            burst_seconds=min(drive.burst_seconds, duration_seconds / 2),
+            burst_seconds=burst_seconds,
             upload=upload,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_http_url(url: str) -> None:
+    problem = http_url_problem(url)
+    if problem:
+        raise ConfigError(f"--url {problem}")
+
+
+def http_url_problem(url: str) -> str | None:
+    """What is wrong with a drive's http(s) URL, if anything (the query is never quoted)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return None
+    shown = url.partition("?")[0]
+    return f"must be an http(s) URL such as https://host/file, not {shown!r}"

@@ -19,11 +19,13 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from netprobe.events import ResultObserver
+
 _DIRECTIONS = ("download", "upload")
 
 
-class DriveMetrics:
-    """A prometheus_client collector of the drive probe metrics (METHOD.md §6 names)."""
+class DriveMetrics(ResultObserver):
+    """A prometheus_client collector of the drive probe metrics (docs/method.md §6 names)."""
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, str], dict[str, Any]] = {}
@@ -98,6 +100,26 @@ class DriveMetrics:
             "When the last successful probe of this drive and direction started.",
             labels=labels,
         )
+        burst_seconds = GaugeMetricFamily(
+            "netprobe_drive_burst_seconds",
+            "How long the burst before the steady rate lasted, last probe (absent: no burst).",
+            labels=labels,
+        )
+        burst_bytes = GaugeMetricFamily(
+            "netprobe_drive_burst_bytes",
+            "Payload bytes the burst before the steady rate carried, last probe.",
+            labels=labels,
+        )
+        steady_seconds = GaugeMetricFamily(
+            "netprobe_drive_steady_seconds",
+            "How long the steady rate held in the last probe.",
+            labels=labels,
+        )
+        stop = GaugeMetricFamily(
+            "netprobe_drive_stop_info",
+            "What ended the last download: steady (held long enough), max_bytes or time_limit.",
+            labels=[*labels, "stop"],
+        )
         paid = GaugeMetricFamily(
             "netprobe_drive_paid_ratio",
             "Free account's steady rate over the paid account's of the same group (0-1).",
@@ -113,6 +135,11 @@ class DriveMetrics:
                 _add(ratio, values, transfer.get("line_ratio"))
                 _add(gib, values, transfer.get("gibibyte_seconds"))
                 _add(paid, values, transfer.get("paid_ratio"))
+                _add(burst_seconds, values, transfer.get("burst_seconds"))
+                _add(burst_bytes, values, transfer.get("burst_bytes"))
+                _add(steady_seconds, values, transfer.get("steady_seconds"))
+                if transfer.get("stop_reason"):
+                    stop.add_metric([*values, str(transfer["stop_reason"])], 1)
             throttle.add_metric([*values, str(transfer.get("throttle") or "unknown")], 1)
             for severity, floor in sorted((transfer.get("floor_bytes_per_second") or {}).items()):
                 floors.add_metric([*values, severity], float(floor))
@@ -147,6 +174,10 @@ class DriveMetrics:
             floors,
             success,
             paid,
+            burst_seconds,
+            burst_bytes,
+            steady_seconds,
+            stop,
             tier,
             moved,
             failures,

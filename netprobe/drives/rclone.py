@@ -7,12 +7,18 @@ an exponentially weighted average that swings and is never used.
     url: "gdrive:"                                   (a remote in rclone.conf)
     url: ":webdav,url='http://nas:8080':"             (an on-the-fly connection string)
     credentials: {config_file: /etc/netprobe/rclone.conf}
+
+Nothing secret goes on rclone's command line, which every user can read in /proc: the
+connection string's parameters and the header travel in rclone's own environment variables
+(`RCLONE_CONFIG_<REMOTE>_<KEY>`, `RCLONE_HEADER`), readable only by the service's user. rclone
+reads one header from its environment, so an rclone drive takes at most one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import shutil
 
@@ -31,6 +37,10 @@ _REASONS = (
     (re.compile(r"connection refused|no such host|timeout|unreachable", re.I), "unreachable"),
 )
 _QUERY = re.compile(r"\?\S*")
+# Connection-string parameters whose values are kept out of messages.
+_SECRET_KEY = re.compile(r"pass|token|secret|key|auth|cookie|credential", re.I)
+# The name an on-the-fly remote (":backend,...:") gets in the environment.
+ON_THE_FLY_REMOTE = "netprobedrive"
 
 
 class RcloneDrive:
@@ -43,11 +53,15 @@ class RcloneDrive:
         self.flags = ["--retries", "1", "--low-level-retries", "1"]
         if drive.credentials.config_file:
             self.flags += ["--config", drive.credentials.config_file]
+        self.remote, self.environment = remote_environment(drive.url)
+        for key, value in self.environment.items():
+            if _SECRET_KEY.search(key.removeprefix("RCLONE_CONFIG_")):
+                redactor.add(value)
         for name, value in drive.headers.items():
-            self.flags += ["--header", f"{name}: {value}"]
+            self.environment["RCLONE_HEADER"] = f"{name}: {redactor.add(value)}"
 
     def target(self, path: str) -> str:
-        remote = self.drive.url
+        remote = self.remote
         joiner = "" if remote.endswith((":", "/")) else "/"
         return remote + joiner + path.lstrip("/")
 
@@ -64,6 +78,7 @@ class RcloneDrive:
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **self.environment},
         )
 
     async def _finish(self, process: asyncio.subprocess.Process, what: str) -> None:
@@ -120,6 +135,51 @@ class RcloneDrive:
 
     async def close(self) -> None:
         return None
+
+
+def remote_environment(url: str) -> tuple[str, dict[str, str]]:
+    """The remote to name on the command line, and the variables that carry its parameters.
+
+    ":webdav,url='http://nas',pass=X:dir" -> ("netprobedrive:dir", {..._TYPE: webdav, ..._URL:
+    http://nas, ..._PASS: X}); "gdrive,chunk_size=8M:" -> ("gdrive:", {..._CHUNK_SIZE: 8M}).
+    """
+    on_the_fly = url.startswith(":")
+    head, *path = _split_unquoted(url[1:] if on_the_fly else url, ":")
+    name, *parameters = _split_unquoted(head, ",")
+    settings: dict[str, str] = {}
+    if on_the_fly:
+        settings["TYPE"] = name
+        name = ON_THE_FLY_REMOTE
+    for parameter in parameters:
+        key, sep, value = parameter.partition("=")
+        settings[key.strip()] = _unquote(value) if sep else "true"
+    prefix = "RCLONE_CONFIG_" + name.upper().replace("-", "_") + "_"
+    environment = {prefix + key.upper().replace("-", "_"): v for key, v in settings.items()}
+    return f"{name}:{':'.join(path)}", environment
+
+
+def _split_unquoted(text: str, separator: str) -> list[str]:
+    """`text` split at `separator` outside '...' or "..." (quotes kept)."""
+    parts, current, quote = [], "", ""
+    for c in text:
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == separator:
+            parts.append(current)
+            current = ""
+            continue
+        current += c
+    return [*parts, current]
+
+
+def _unquote(value: str) -> str:
+    """rclone's quoting: 'a''b' is a'b; unquoted values are as they are."""
+    if len(value) >= 2 and value[0] in "'\"" and value[-1] == value[0]:
+        quote = value[0]
+        return value[1:-1].replace(quote * 2, quote)
+    return value
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:

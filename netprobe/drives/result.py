@@ -21,7 +21,10 @@ class DriveTransfer:
     """One direction of a drive probe.
 
     `bytes_per_second` is the steady rate of one connection (what a user of the free tier gets),
-    `burst_bytes_per_second` the rate over the first `burst` seconds after the first byte.
+    measured after the burst, if there was one: `burst_seconds` long from the first byte,
+    `burst_bytes` in all, at `burst_bytes_per_second`. `steady_seconds` is how long the steady
+    state held; `stop_reason` what ended the download: "steady" (held long enough),
+    "max_bytes" (the drive's byte limit per probe) or "time_limit".
     `per_second_bytes[i]` are the payload bytes moved in second i after the first byte.
     `multi_bytes_per_second` is the aggregate of `multi_connections` parallel connections when
     the drive is configured to classify with more than one. `floor` is the severity
@@ -33,6 +36,10 @@ class DriveTransfer:
     ok: bool
     bytes_per_second: float | None = None
     burst_bytes_per_second: float | None = None
+    burst_seconds: float | None = None
+    burst_bytes: int | None = None
+    steady_seconds: float | None = None
+    stop_reason: str | None = None
     ttfb_seconds: float | None = None
     link_seconds: float | None = None
     bytes: int = 0
@@ -91,7 +98,10 @@ def describe(result: DriveResult, transfer: DriveTransfer) -> str:
     rate = transfer.bytes_per_second or 0.0
     parts = [f"{head}: {format_rate(rate)} steady"]
     if transfer.burst_bytes_per_second is not None:
-        parts.append(f"burst {format_rate(transfer.burst_bytes_per_second)}")
+        parts.append(
+            f"burst {format_rate(transfer.burst_bytes_per_second)} for "
+            f"{transfer.burst_seconds or 0.0:.1f} s ({format_size(transfer.burst_bytes or 0)})"
+        )
     if transfer.multi_connections:
         parts.append(
             f"{transfer.multi_connections} connections "
@@ -106,7 +116,32 @@ def describe(result: DriveResult, transfer: DriveTransfer) -> str:
     if transfer.line_ratio is not None:
         parts.append(f"{transfer.line_ratio:.1%} of the line")
     if transfer.gibibyte_seconds is not None:
-        parts.append(f"1 GiB in {transfer.gibibyte_seconds / 60:.1f} min")
+        parts.append(f"1 GiB in {_duration(transfer.gibibyte_seconds)}")
     if transfer.floor:
         parts.append(f"below the {transfer.floor} floor")
-    return ", ".join(parts)
+    ended = _stopped_early(result, transfer)
+    return ", ".join(parts) + (f"; {ended}" if ended else "")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _stopped_early(result: DriveResult, transfer: DriveTransfer) -> str | None:
+    """Why the download ended before its steady state held long enough, if it did."""
+    held = f"the rate was steady for only {transfer.steady_seconds or 0.0:.1f} s"
+    if transfer.stop_reason == "max_bytes":
+        return (
+            f"stopped at the drive's max_bytes of {format_size(result.budget_bytes)} "
+            f"after {transfer.duration_seconds:.1f} s: {held} (raise max_bytes for a longer test)"
+        )
+    if transfer.stop_reason == "time_limit":
+        return (
+            f"stopped by the time limit after {transfer.duration_seconds:.1f} s: {held} "
+            "(raise time_limit for a longer test)"
+        )
+    return None

@@ -2,15 +2,17 @@
 
 The agent calls `probe_drives` right after a line test, with that test's result and run id, so
 the drive and the line are measured back to back on the same WAN but never at the same time
-(METHOD.md §5):
+(docs/method.md §5):
 
     line = await measure_line(backend, ["download", "upload"], options)
     drives = await probe_drives(config.drives, line=line, run_id=line.run_id)
 
-Download: one connection for `duration` seconds after its first byte (free Baidu accounts are
-punished for parallel connections); with `connections: N` a second phase runs N at once to tell
-a per-connection cap from an aggregate one. Upload: fresh random bytes (drives deduplicate by
-hash), deleted afterwards. Both stop early at the drive's data budget. A failure is a failed
+Download: one connection (free Baidu accounts are punished for parallel connections) until its
+steady state has held `duration` seconds: free tiers serve a burst first, of a length and size
+nobody publishes, so the burst's end is found in the samples (`steady.py`), and with no burst
+in sight the probe waits `burst` seconds before calling the rate steady. With `connections: N`
+a second phase runs N at once to tell a per-connection cap from an aggregate one. Upload:
+fresh random bytes (drives deduplicate by hash), deleted afterwards. Both stop early at the drive's data budget. A failure is a failed
 result with a reason; the next drive is probed all the same.
 """
 
@@ -39,9 +41,10 @@ from netprobe.drives.adapter import (
 from netprobe.drives.classify import REFUSAL_REASONS, Evidence, classify
 from netprobe.drives.config import DriveConfig
 from netprobe.drives.result import GIBIBYTE, DriveResult, DriveTransfer
+from netprobe.drives.steady import SteadyState, find_steady
 from netprobe.errors import BudgetReached, ConfigError, MeasurementError, TransportError
-from netprobe.events import Event, NullSink, Sink
-from netprobe.measure.engine import bytes_at
+from netprobe.events import Event, NullSink, Sink, result_event
+from netprobe.measure.sampling import StallWatch, bytes_at
 from netprobe.results import Direction, LineResult, StreamSeries
 
 log = logging.getLogger("netprobe.drives")
@@ -49,7 +52,8 @@ log = logging.getLogger("netprobe.drives")
 SAMPLE_SECONDS = 0.1
 STALL_SECONDS = 20.0
 PHASE_PAUSE_SECONDS = 0.5
-MIN_STEADY_SECONDS = 1.0
+# The steady state is looked for this often: each look fits the whole timeline again.
+STEADY_CHECK_SECONDS = 0.5
 
 
 def _adapters() -> dict[str, AdapterFactory]:
@@ -75,14 +79,23 @@ async def probe_drives(
     run_id: str,
     sink: Sink | None = None,
     adapters: Mapping[str, AdapterFactory] | None = None,
+    probe_id: str = "",
 ) -> list[DriveResult]:
-    """Probe the drives one after another; free/paid pairs get their parity ratio."""
+    """Probe the drives one after another; free/paid pairs get their parity ratio.
+
+    Each probe's events go to `sink` as it runs; once the pairs are judged, one "result"
+    event per drive carries its finished record.
+    """
     table = adapters or _adapters()
     results = [
         await probe_drive(drive, line=line, run_id=run_id, sink=sink, adapters=table)
         for drive in drives
     ]
     _pair_free_with_paid(results)
+    for result in results:
+        result.probe_id = probe_id
+        if sink is not None:
+            sink.emit(result_event(result.to_dict()))
     return results
 
 
@@ -116,6 +129,20 @@ async def probe_drive(
     return result
 
 
+@dataclass(frozen=True)
+class _SteadyRule:
+    """When a download phase has seen enough: its steady state held `hold_seconds`, after a
+    burst that ended, or, with no burst in sight, once `wait_seconds` have passed."""
+
+    hold_seconds: float
+    wait_seconds: float
+
+    def met(self, state: SteadyState | None) -> bool:
+        if state is None or state.held_seconds < self.hold_seconds:
+            return False
+        return state.burst_seconds is not None or state.held_seconds >= self.wait_seconds
+
+
 @dataclass
 class _Phase:
     """The aggregate byte count of one or more connections, on a timeline from the first byte."""
@@ -124,6 +151,17 @@ class _Phase:
     timeline: StreamSeries = field(default_factory=lambda: StreamSeries(stream=0))
     failures: list[MeasurementError] = field(default_factory=list)
     first_byte_at: float | None = None
+    stop_reason: str = "ended"
+    by_last_byte: bool = False
+
+    def count_time(self, now: float) -> float:
+        """When the byte count was last true. A download's count is as of its last byte: a
+        sample taken late (a busy machine) must not stretch the time the bytes took. An
+        upload's count changes as the socket drains, without a byte added: it is as of now."""
+        if not self.by_last_byte:
+            return now
+        lasts = [m.last_byte_at for m in self.meters if m.last_byte_at is not None]
+        return max(lasts, default=now)
 
     @property
     def end_seconds(self) -> float:
@@ -133,16 +171,8 @@ class _Phase:
     def bytes(self) -> int:
         return sum(m.read() for m in self.meters)
 
-    def rates(self, burst_seconds: float) -> tuple[float | None, float | None]:
-        """(steady, burst) bytes/s; no burst figure when the transfer was too short to split."""
-        end = self.end_seconds
-        if end <= 0:
-            return None, None
-        total = bytes_at(self.timeline, end)
-        if end < burst_seconds + MIN_STEADY_SECONDS:
-            return total / end, None
-        at_burst = bytes_at(self.timeline, burst_seconds)
-        return (total - at_burst) / (end - burst_seconds), at_burst / burst_seconds
+    def steady(self) -> SteadyState | None:
+        return find_steady(self.timeline)
 
     def end_at_last_byte(self) -> None:
         """The transfers ended by themselves: the timeline ends with their last byte, not at
@@ -231,12 +261,15 @@ class _Probe:
         direction: Direction,
         phase: _Phase,
         tasks: list[asyncio.Task[None]],
-        until_seconds: float | None,
-    ) -> None:
-        """Sample the meters until the tasks end, the window is full or a limit is hit."""
+        rule: _SteadyRule | None,
+    ) -> str:
+        """Sample the meters until the tasks end ("ended"), the steady state held ("steady")
+        or the time limit is hit ("time_limit"); a stall or a transfer without bytes raises."""
         started = self.clock()
-        progress = (started, 0)
+        stall = StallWatch(STALL_SECONDS, started)
         next_event = 1.0
+        next_check = 0.0
+        burst_seen = False
         while True:
             await asyncio.sleep(SAMPLE_SECONDS)
             now = self.clock()
@@ -245,9 +278,10 @@ class _Probe:
             if firsts and phase.first_byte_at is None:
                 phase.first_byte_at = min(firsts)
             if phase.first_byte_at is not None:
-                t = now - phase.first_byte_at
-                phase.timeline.t_seconds.append(t)
-                phase.timeline.bytes.append(total)
+                t = phase.count_time(now) - phase.first_byte_at
+                if not phase.timeline.t_seconds or t > phase.timeline.t_seconds[-1]:
+                    phase.timeline.t_seconds.append(t)
+                    phase.timeline.bytes.append(total)
                 if t >= next_event:
                     next_event += 1.0
                     rate = total - bytes_at(phase.timeline, t - 1.0)
@@ -259,35 +293,46 @@ class _Probe:
                         total_bytes=total,
                         streams=len(tasks),
                     )
-                if until_seconds is not None and t >= until_seconds:
-                    return
+                if rule is not None and t >= next_check:
+                    next_check = t + STEADY_CHECK_SECONDS
+                    state = find_steady(phase.timeline)
+                    if not burst_seen and state is not None and state.burst_seconds is not None:
+                        burst_seen = True  # the progress line now says "measuring"
+                        self.emit(
+                            "warmup_done",
+                            direction,
+                            t_seconds=t,
+                            bytes_per_second=state.bytes_per_second,
+                            total_bytes=total,
+                            streams=len(tasks),
+                            detail=state.burst_seconds,
+                        )
+                    if rule.met(state):
+                        return "steady"
             if all(task.done() for task in tasks):
-                return
-            if total > progress[1]:
-                progress = (now, total)
-            elif now - progress[0] >= STALL_SECONDS:
-                raise TransportError(f"stalled: no data for {STALL_SECONDS:g} s", reason="stalled")
+                return "ended"
+            stall.check(now, total)
             if now - started >= self.drive.time_limit_seconds:
-                if phase.first_byte_at is None or until_seconds is None:
+                if phase.first_byte_at is None or rule is None:
                     raise TransportError(
                         f"not done within the time limit of {self.drive.time_limit_seconds:g} s",
                         reason="timeout",
                     )
-                return
+                return "time_limit"
 
     async def _run_phase(
         self,
         direction: Direction,
         meters: list[Meter],
         work: Callable[[Meter], Coroutine[Any, Any, None]],
-        until_seconds: float | None,
+        rule: _SteadyRule | None,
     ) -> _Phase:
-        phase = _Phase(meters)
+        phase = _Phase(meters, by_last_byte=direction == "download")
         tasks = [asyncio.create_task(work(meter)) for meter in meters]
         ended_by_themselves = False
         try:
-            await self._sample(direction, phase, tasks, until_seconds)
-            ended_by_themselves = all(task.done() for task in tasks)
+            phase.stop_reason = await self._sample(direction, phase, tasks, rule)
+            ended_by_themselves = phase.stop_reason == "ended"
         finally:
             for task in tasks:
                 if not task.done():
@@ -319,22 +364,31 @@ class _Probe:
             while True:
                 await adapter.download(meter)
 
+        rule = _SteadyRule(hold_seconds=drive.duration_seconds, wait_seconds=drive.burst_seconds)
         try:
             allowance = Allowance(self._download_budget())
             single = await self._run_phase(
-                "download", [Meter(self.clock, allowance)], repeatedly, drive.duration_seconds
+                "download", [Meter(self.clock, allowance)], repeatedly, rule
             )
         except MeasurementError as exc:
             return self.failed("download", exc.reason, str(exc))
         if single.failures:
             failure = single.failures[0]
             return self.failed("download", failure.reason, str(failure), single)
-        steady, burst = single.rates(drive.burst_seconds)
+        state = single.steady()
+        if state is None:
+            return self.failed(
+                "download", "max_bytes", "the drive's max_bytes left nothing to download", single
+            )
         transfer = DriveTransfer(
             direction="download",
             ok=True,
-            bytes_per_second=steady,
-            burst_bytes_per_second=burst,
+            bytes_per_second=state.bytes_per_second,
+            burst_bytes_per_second=state.burst_bytes_per_second,
+            burst_seconds=state.burst_seconds,
+            burst_bytes=None if state.burst_bytes is None else round(state.burst_bytes),
+            steady_seconds=state.held_seconds,
+            stop_reason="max_bytes" if allowance.bytes_left <= 0 else single.stop_reason,
             ttfb_seconds=single.meters[0].ttfb_seconds,
             link_seconds=single.meters[0].link_seconds,
             bytes=single.bytes,
@@ -345,16 +399,18 @@ class _Probe:
             await asyncio.sleep(PHASE_PAUSE_SECONDS)
             allowance = Allowance(self._download_budget())
             meters = [Meter(self.clock, allowance) for _ in range(drive.connections)]
+            # A burst comes again with each new connection: wait at least as long as it lasted.
+            multi_rule = _SteadyRule(drive.duration_seconds, state.burst_seconds or 0.0)
             try:
-                multi = await self._run_phase(
-                    "download", meters, repeatedly, drive.duration_seconds
-                )
+                multi = await self._run_phase("download", meters, repeatedly, multi_rule)
             except MeasurementError as exc:
                 transfer.error = self.redactor.scrub(f"{drive.connections} connections: {exc}")
             else:
                 transfer.bytes += multi.bytes
                 transfer.multi_connections = drive.connections
-                transfer.multi_bytes_per_second, _ = multi.rates(drive.burst_seconds)
+                multi_state = multi.steady()
+                if multi_state is not None:
+                    transfer.multi_bytes_per_second = multi_state.bytes_per_second
                 transfer.multi_refused = sum(f.reason in REFUSAL_REASONS for f in multi.failures)
                 other = [f for f in multi.failures if f.reason not in REFUSAL_REASONS]
                 if other:
@@ -362,7 +418,12 @@ class _Probe:
                     transfer.error = self.redactor.scrub(
                         f"{drive.connections} connections: {other[0]}"
                     )
-        self.emit("finished", "download", bytes_per_second=steady, total_bytes=transfer.bytes)
+        self.emit(
+            "finished",
+            "download",
+            bytes_per_second=transfer.bytes_per_second,
+            total_bytes=transfer.bytes,
+        )
         return transfer
 
     async def upload(self, adapter: DriveAdapter) -> DriveTransfer:

@@ -119,6 +119,11 @@ def _(message: str) -> str:
     return _active.gettext(message)
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction whose text is picked at run time; returns it as is."""
+    return message
+
+
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The singular or plural message for `n`, in the language in use."""
     return _active.ngettext(singular, plural, n)

@@ -2,7 +2,7 @@
 
 The engine knows nothing of protocols. A protocol module hands it a `Transfer` that moves bytes
 on one stream and counts them; the engine decides how many streams, when the warm-up is over,
-when to stop, and turns the per-stream series into one figure (METHOD.md §2):
+when to stop, and turns the per-stream series into one figure (docs/method.md §2):
 
     result = await measure_direction(transfer, EngineOptions(duration_seconds=5), sink)
 
@@ -23,12 +23,16 @@ from typing import Protocol
 from netprobe import __version__
 from netprobe.errors import BudgetExceeded, MeasurementError, TransportError
 from netprobe.events import Event, NullSink, Sink
+from netprobe.measure.sampling import bytes_at
 from netprobe.results import Direction, DirectionResult, Method, StreamSeries
 from netprobe.units import format_size
 
 ENGINE = f"netprobe-engine/{__version__}"
-_RATE_SPAN_SECONDS = 0.5
 _FINISH_TIMEOUT_SECONDS = 10.0
+# A queue standing at the bottleneck (RTT under load this far above the path's minimum) means
+# the link is full: more streams would only lengthen the queue, so none are added.
+_QUEUE_MIN_SECONDS = 0.001
+_QUEUE_SHARE_OF_MIN_RTT = 0.25
 
 
 class ByteCounter:
@@ -36,20 +40,24 @@ class ByteCounter:
 
     A stream may set `source` to the kernel's count (TCP_INFO): for an upload, what the peer
     acknowledged rather than what sits in our socket buffer; for a download, what arrived even
-    if not yet read. `read()` prefers it and falls back to the stream's own count.
+    if not yet read. `read()` prefers it and falls back to the stream's own count. `rtts`, if
+    set, gives (RTT under load, minimum RTT) seconds: whether a queue stands at the bottleneck.
     """
 
-    __slots__ = ("bytes", "source")
+    __slots__ = ("by_kernel", "bytes", "rtts", "source")
 
     def __init__(self) -> None:
         self.bytes = 0
         self.source: Callable[[], int | None] | None = None
+        self.rtts: Callable[[], tuple[float, float] | None] | None = None
+        self.by_kernel = False  # the last read came from the kernel's count
 
     def add(self, n: int) -> None:
         self.bytes += n
 
     def read(self) -> int:
         kernel = self.source() if self.source is not None else None
+        self.by_kernel = kernel is not None
         return self.bytes if kernel is None else kernel
 
 
@@ -68,7 +76,16 @@ class Transfer(Protocol):
 
 @dataclass
 class EngineOptions:
-    """How a direction is measured; defaults suit 1–1000 Mbit/s lines."""
+    """How a direction is measured; the defaults suit 1 Mbit/s to tens of Gbit/s.
+
+    Warm-up ends when three consecutive rate spans agree within `warmup_tolerance`; the window
+    then starts at the second of them (steady data is not thrown away) and ends when its running
+    estimate has held within `adaptive_tolerance` for `adaptive_hold_seconds`. A span is
+    `rate_span_seconds` or, on slow lines, the time `span_min_bytes` take: below a few hundred
+    kB, ACKs and segments arriving in lumps look like rate changes that are not there. A fast line that would spend the budget before it looks steady
+    (CPU noise, not TCP's ramp, on multi-Gbit paths) ends its warm-up by time once
+    `warmup_budget_share` of the budget is gone, leaving the rest for the window.
+    """
 
     streams: int | None = None
     streams_min: int = 4
@@ -77,29 +94,38 @@ class EngineOptions:
     max_bytes: int = 3_000_000_000
     time_limit_seconds: float = 30.0
     sample_interval_seconds: float = 0.1
-    warmup_min_seconds: float = 1.0
+    rate_span_seconds: float = 0.25
+    span_min_bytes: int = 256_000
+    span_max_seconds: float = 2.0
+    warmup_min_seconds: float = 0.5
     warmup_max_seconds: float = 8.0
     warmup_tolerance: float = 0.05
+    warmup_budget_share: float = 0.4
     stream_gain: float = 0.10
-    adaptive_min_seconds: float = 3.0
+    adaptive_min_seconds: float = 0.6
     adaptive_max_seconds: float = 10.0
-    adaptive_tolerance: float = 0.01
+    adaptive_tolerance: float = 0.005
+    adaptive_hold_seconds: float = 0.3
     stall_seconds: float = 5.0
 
     def method(self, protocol: str, streams: int, measured_at: str) -> Method:
+        """The rules as configured; `_Run.method` says which of them ended the test."""
         window = (
             f"fixed {self.duration_seconds:g} s"
             if self.duration_seconds
-            else f"adaptive: {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s, "
-            f"stop when the estimate moved < {self.adaptive_tolerance:.0%} over 1 s"
+            else f"adaptive {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s: "
+            f"stop when the estimate held within {self.adaptive_tolerance:.1%} "
+            f"for {self.adaptive_hold_seconds:g} s or a rate span"
         )
         return Method(
             protocol=protocol,
             engine=ENGINE,
             streams=streams,
             warmup_rule=(
-                f"three {_RATE_SPAN_SECONDS:g} s rates within {self.warmup_tolerance:.0%}, "
-                f"min {self.warmup_min_seconds:g} s, max {self.warmup_max_seconds:g} s"
+                f"three rates over {self.rate_span_seconds:g} s and "
+                f"{format_size(self.span_min_bytes)} within {self.warmup_tolerance:.0%}, "
+                f"min {self.warmup_min_seconds:g} s, max {self.warmup_max_seconds:g} s "
+                f"or {self.warmup_budget_share:.0%} of the budget"
             ),
             window_rule=window + f"; budget {format_size(self.max_bytes)}",
             aggregate="rmbt",
@@ -107,27 +133,18 @@ class EngineOptions:
         )
 
 
-def bytes_at(series: StreamSeries, t: float) -> float:
-    """Cumulative bytes of a stream at time t, linearly interpolated between samples."""
-    times, counts = series.t_seconds, series.bytes
-    if not times:
-        return 0.0
-    if t <= times[0]:
-        # Before its first sample a stream is taken to have grown from 0 bytes at t = 0.
-        return counts[0] * max(t, 0.0) / times[0] if times[0] > 0 else float(counts[0])
-    i = bisect.bisect_left(times, t)
-    if i >= len(times):
-        return float(counts[-1])
-    t0, t1, b0, b1 = times[i - 1], times[i], counts[i - 1], counts[i]
-    return b0 + (b1 - b0) * (t - t0) / (t1 - t0) if t1 > t0 else float(b1)
+def rmbt_window(
+    series: list[StreamSeries], start: float, end: float = float("inf")
+) -> tuple[float, float, float]:
+    """(window bytes, window seconds, bytes before start) aggregated the RMBT way.
 
-
-def rmbt_window(series: list[StreamSeries], start: float) -> tuple[float, float, float]:
-    """(window bytes, window seconds, bytes before start) aggregated the RMBT way."""
+    The window ends at t* or at `end`, whichever is first: a receiver's series goes on while
+    the sender's buffers drain after the stop, and that tail is not the measured window.
+    """
     sampled = [s for s in series if s.t_seconds]
     if not sampled:
         return 0.0, 0.0, 0.0
-    t_star = min(s.t_seconds[-1] for s in sampled)
+    t_star = min(end, min(s.t_seconds[-1] for s in sampled))
     before = sum(bytes_at(s, start) for s in sampled)
     if t_star <= start:
         return 0.0, 0.0, before
@@ -149,6 +166,9 @@ class _Run:
         self.totals: list[int] = []
         self.start = 0.0
         self.cpu_start = time.process_time()
+        # What ended the warm-up and the window, for the method record.
+        self.warmup_ended_by = ""
+        self.window_ended_by = ""
 
     def add_streams(self, n: int) -> None:
         for _ in range(n):
@@ -173,16 +193,51 @@ class _Run:
         self.totals.append(total)
 
     def total_at(self, t: float) -> float:
-        i = bisect.bisect_right(self.ticks, t)
-        return float(self.totals[i - 1]) if i else 0.0
+        """All streams' bytes at t, interpolated between ticks (spans need not fit the ticks)."""
+        i = bisect.bisect_left(self.ticks, t)
+        if i >= len(self.ticks):
+            return float(self.totals[-1]) if self.totals else 0.0
+        if i == 0:
+            return self.totals[0] * max(t, 0.0) / self.ticks[0] if self.ticks[0] > 0 else 0.0
+        t0, t1 = self.ticks[i - 1], self.ticks[i]
+        b0, b1 = self.totals[i - 1], self.totals[i]
+        return b0 + (b1 - b0) * (t - t0) / (t1 - t0) if t1 > t0 else float(b1)
 
-    def rate(self, end: float, span: float = _RATE_SPAN_SECONDS) -> float:
+    def rate(self, end: float, span: float) -> float:
         return (self.total_at(end) - self.total_at(end - span)) / span
 
-    def stable(self, now: float, tolerance: float) -> bool:
-        rates = [self.rate(now - k * _RATE_SPAN_SECONDS) for k in range(3)]
+    def span(self, now: float) -> float:
+        """Seconds a rate is taken over: long enough to hold `span_min_bytes` at the mean rate."""
+        options = self.options
+        mean_rate = self.totals[-1] / now if self.totals and now > 0 else 0.0
+        needed = options.span_min_bytes / mean_rate if mean_rate > 0 else options.span_max_seconds
+        return min(options.span_max_seconds, max(options.rate_span_seconds, needed))
+
+    def stable(self, now: float, span: float) -> bool:
+        """The last three rate spans agree within the warm-up tolerance."""
+        rates = [self.rate(now - k * span, span) for k in range(3)]
         low, high = min(rates), max(rates)
-        return low > 0 and high / low - 1 <= tolerance
+        return low > 0 and high / low - 1 <= self.options.warmup_tolerance
+
+    def link_full(self) -> bool:
+        """Most streams see a standing queue: the bottleneck is full, more streams cannot help."""
+        queued = []
+        for counter in self.counters:
+            rtts = counter.rtts() if counter.rtts is not None else None
+            if rtts is not None:
+                loaded, minimum = rtts
+                margin = max(_QUEUE_MIN_SECONDS, _QUEUE_SHARE_OF_MIN_RTT * minimum)
+                queued.append(loaded - minimum > margin)
+        return 2 * sum(queued) > len(queued) > 0
+
+    def method(self, measured_at: str) -> Method:
+        """The configured rules plus what actually ended the warm-up and the window."""
+        method = self.options.method(self.transfer.protocol, len(self.tasks), measured_at)
+        if self.warmup_ended_by:
+            method.warmup_rule += f"; ended by {self.warmup_ended_by}"
+        if self.window_ended_by:
+            method.window_rule += f"; ended by {self.window_ended_by}"
+        return method
 
     def check_streams(self) -> None:
         """A stream that failed fails the test; which one broke first is the reason."""
@@ -203,15 +258,23 @@ async def measure_direction(
     sink: Sink | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> DirectionResult:
-    """Measure one direction; a failure comes back as a failed result, never as a zero rate."""
+    """Measure one direction; a failure comes back as a failed result, never as a zero rate.
+
+    A failed result still carries what the attempt moved and cost: a metered line paid for it.
+    """
     run = _Run(transfer, options, sink or NullSink())
-    fixed_streams = options.streams
-    method = options.method(transfer.protocol, fixed_streams or options.streams_min, "sender")
     try:
         return await _measure(run, clock)
     except MeasurementError as exc:
         run.emit("error", message=str(exc))
-        return DirectionResult.failed(transfer.direction, exc.reason, str(exc), method)
+        failed = DirectionResult.failed(
+            transfer.direction, exc.reason, str(exc), run.method("receiver")
+        )
+        failed.total_bytes = run.totals[-1] if run.totals else 0
+        failed.streams = len(run.tasks)
+        failed.duration_seconds = clock() - run.start
+        failed.cpu_seconds = time.process_time() - run.cpu_start
+        return failed
     finally:
         await run.cancel()
 
@@ -226,8 +289,8 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
     rate_before_add: float | None = None
     added_at = 0.0
     warmup_end: float | None = None
+    span = options.rate_span_seconds
     last_progress = (0.0, 0)
-    stop_reason = "window"
     tick = 0
     while True:
         tick += 1
@@ -236,6 +299,8 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
         run.sample(now)
         run.check_streams()
         total = run.totals[-1]
+        if warmup_end is None:
+            span = run.span(now)  # fixed once the window starts: the stop rule uses it too
         if total > last_progress[1]:
             last_progress = (now, total)
         elif now - last_progress[0] >= options.stall_seconds:
@@ -247,75 +312,73 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
         run.emit(
             "sample",
             t_seconds=now,
-            bytes_per_second=run.rate(now),
+            bytes_per_second=run.rate(now, span),
             total_bytes=total,
             streams=len(run.tasks),
         )
 
         if warmup_end is None:
-            settled = now - added_at >= 3 * _RATE_SPAN_SECONDS
-            if now >= options.warmup_max_seconds:
-                warmup_end = now
-            elif (
-                now >= options.warmup_min_seconds
-                and settled
-                and run.stable(now, options.warmup_tolerance)
-            ):
-                rate = run.rate(now, 3 * _RATE_SPAN_SECONDS)
+            warmup_end = _warmup_end(run, now, added_at, span)
+            if warmup_end is None and run.warmup_ended_by.startswith("agreement"):
+                # Steady with this many streams: try twice as many while they still help and
+                # the bottleneck has room (no standing queue).
+                rate = run.rate(now, 3 * span)
                 gained = rate_before_add is None or rate > rate_before_add * (
                     1 + options.stream_gain
                 )
-                if adaptive_streams and gained and len(run.tasks) < options.streams_max:
+                if (
+                    adaptive_streams
+                    and gained
+                    and len(run.tasks) < options.streams_max
+                    and not run.link_full()
+                ):
                     rate_before_add, added_at = rate, now
+                    run.warmup_ended_by = ""
                     run.add_streams(min(len(run.tasks), options.streams_max - len(run.tasks)))
                 else:
-                    warmup_end = now
+                    warmup_end = now - 2 * span
             if warmup_end is not None:
                 run.emit(
                     "warmup_done",
                     t_seconds=now,
-                    bytes_per_second=run.rate(now),
+                    bytes_per_second=run.rate(now, span),
                     total_bytes=total,
                     streams=len(run.tasks),
                 )
-        else:
-            window = now - warmup_end
-            if options.duration_seconds is not None:
-                if window >= options.duration_seconds - interval / 2:
-                    break
-            elif window >= options.adaptive_max_seconds or (
-                window >= options.adaptive_min_seconds and _estimate_settled(run, warmup_end, now)
-            ):
-                break
+        elif _window_done(run, warmup_end, now, span):
+            break
         if total >= options.max_bytes:
             if warmup_end is None or now - warmup_end < interval:
                 raise BudgetExceeded(
-                    f"the byte budget of {format_size(options.max_bytes)} ran out during warm-up; "
+                    f"the byte budget of {format_size(options.max_bytes)} ran out during warm-up "
+                    f"({format_size(total)} in {now:.1f} s); "
                     "raise --max-bytes for a valid measurement"
                 )
-            stop_reason = "budget"
+            run.window_ended_by = "budget"
             break
         if now >= options.time_limit_seconds:
             if warmup_end is None:
                 raise MeasurementError("time limit reached during warm-up", reason="timeout")
-            stop_reason = "time_limit"
+            run.window_ended_by = "time limit"
             break
 
+    stop_seconds = clock() - run.start
     assert warmup_end is not None
-    # Stopping can take seconds (an upload's queued bytes drain, the server sends its count):
-    # say so, so a progress line does not look frozen.
+    # Stopping can take seconds (a server sends its report, a protocol closes politely): say
+    # so, so a progress line does not look frozen.
     run.emit("finishing", t_seconds=now, detail=_FINISH_TIMEOUT_SECONDS)
     receiver = await _finish(run)
     series = receiver or run.series
-    window_bytes, window_seconds, warmup_bytes = rmbt_window(series, warmup_end)
+    window_bytes, window_seconds, warmup_bytes = rmbt_window(series, warmup_end, now)
     if window_seconds <= 0 or window_bytes <= 0:
         raise MeasurementError("no bytes in the measurement window", reason="empty_window")
     # A download is counted where it arrives; an upload is the server's report when there is
-    # one, else what the peer's TCP acknowledged (TCP_INFO), else what was written.
-    measured_at = "receiver" if receiver or run.transfer.direction == "download" else "sender"
-    method = options.method(run.transfer.protocol, len(run.tasks), measured_at)
-    if stop_reason != "window":
-        method.window_rule += f"; stopped by {stop_reason}"
+    # one, else what the peer's TCP acknowledged (TCP_INFO: the receiver's count), else what
+    # was written (the sender's, which includes what still waited in buffers).
+    acknowledged = all(c.by_kernel for c in run.counters)
+    measured_at = (
+        "receiver" if receiver or acknowledged or run.transfer.direction == "download" else "sender"
+    )
     result = DirectionResult(
         direction=run.transfer.direction,
         ok=True,
@@ -324,11 +387,11 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
         warmup_bytes=round(warmup_bytes),
         warmup_seconds=warmup_end,
         window_seconds=window_seconds,
-        duration_seconds=clock() - run.start,
+        duration_seconds=stop_seconds,
         total_bytes=round(sum(s.bytes[-1] for s in series if s.bytes)),
         streams=len(run.tasks),
         samples=series,
-        method=method,
+        method=run.method(measured_at),
         cpu_seconds=time.process_time() - run.cpu_start,
     )
     run.emit(
@@ -342,19 +405,63 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
     return result
 
 
-def _estimate_settled(run: _Run, warmup_end: float, now: float) -> bool:
-    """True when the window's running estimate moved less than the tolerance over the last second."""
+def _warmup_end(run: _Run, now: float, added_at: float, span: float) -> float | None:
+    """Where the window starts if the warm-up is over now, else None.
+
+    Agreement is only reported (`warmup_ended_by`): the caller may add streams first.
+    """
+    options = run.options
+    if now >= options.warmup_max_seconds:
+        run.warmup_ended_by = f"the {options.warmup_max_seconds:g} s limit"
+        return now
+    if now < options.warmup_min_seconds:
+        return None
+    if run.totals[-1] >= options.warmup_budget_share * options.max_bytes:
+        # Only multi-Gbit paths get here: TCP's ramp took milliseconds, what is left is noise.
+        run.warmup_ended_by = f"time: {options.warmup_budget_share:.0%} of the budget spent"
+        return now
+    if now - added_at >= 3 * span and run.stable(now, span):
+        run.warmup_ended_by = f"agreement of three {span:.2g} s rates"
+    return None
+
+
+def _window_done(run: _Run, warmup_end: float, now: float, span: float) -> bool:
+    """True when the window should end now; sets what ended it."""
+    options = run.options
+    window = now - warmup_end
+    if options.duration_seconds is not None:
+        if window >= options.duration_seconds - options.sample_interval_seconds / 2:
+            run.window_ended_by = f"the fixed {options.duration_seconds:g} s"
+            return True
+        return False
+    if window >= options.adaptive_max_seconds:
+        run.window_ended_by = f"the {options.adaptive_max_seconds:g} s limit"
+        return True
+    hold = max(options.adaptive_hold_seconds, span)
+    if window >= max(options.adaptive_min_seconds, 2 * hold) and _estimate_settled(
+        run, warmup_end, now, hold
+    ):
+        run.window_ended_by = (
+            f"precision: held within {options.adaptive_tolerance:.1%} for {hold:.2g} s"
+        )
+        return True
+    return False
+
+
+def _estimate_settled(run: _Run, warmup_end: float, now: float, hold: float) -> bool:
+    """True when the window's running estimate stayed within the tolerance over the hold time."""
+    options = run.options
     start_bytes = run.total_at(warmup_end)
 
     def estimate(t: float) -> float:
         return (run.total_at(t) - start_bytes) / (t - warmup_end)
 
     current = estimate(now)
-    past = [estimate(t) for t in run.ticks if now - 1.0 <= t < now and t - warmup_end > 0.5]
+    past = [estimate(t) for t in run.ticks if now - hold <= t < now and t - warmup_end > hold]
     return (
         bool(past)
         and current > 0
-        and all(abs(p - current) / current <= run.options.adaptive_tolerance for p in past)
+        and all(abs(p - current) / current <= options.adaptive_tolerance for p in past)
     )
 
 

@@ -2,7 +2,7 @@
 
 Why not aiohttp here: a download stream only needs to count body bytes. `recv_into` one
 reusable buffer and a byte counter cost a fraction of aiohttp's per-chunk `bytes` objects and
-stream-reader bookkeeping (benchmarks/bench_engine.py measures both), which matters on a
+stream-reader bookkeeping (benchmarks/bench_client.py measures both), which matters on a
 Raspberry Pi at 1 Gbit/s. Control requests (hello, results) go through the same code, so there
 is one HTTP stack on the client.
 
@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from netprobe.errors import ProtocolError, TransportError
@@ -29,14 +30,23 @@ _MAX_HEADER_BYTES = 64 * 1024
 # quarter of the wake-ups and half the CPU per byte at 100 Mbit/s. Progress is sampled from
 # TCP_INFO, so what waits in the socket is still counted on time.
 _DOWNLOAD_LOWAT_BYTES = 128 * 1024
-# struct tcp_info (linux/tcp.h): tcpi_rtt is a u32 at byte 68 (microseconds), tcpi_bytes_acked
-# a u64 at byte 120 (Linux >= 4.1).
-_TCP_INFO_RTT = struct.Struct("=I")
-_TCP_INFO_RTT_OFFSET = 68
-_TCP_INFO_U64 = struct.Struct("=Q")
-_TCP_INFO_ACKED_OFFSET = 120
-_TCP_INFO_RECEIVED_OFFSET = 128
-_TCP_INFO_BYTES = 136
+# struct tcp_info (linux/tcp.h), the fields we read: tcpi_snd_mss (u32 at byte 16),
+# tcpi_sacked (u32 segments at 28), tcpi_rtt (u32 µs at 68), tcpi_rcv_rtt (u32 µs at 92),
+# tcpi_bytes_acked and tcpi_bytes_received (u64 at 120 and 128, Linux >= 4.1), tcpi_min_rtt
+# (u32 µs at 148, Linux >= 4.6).
+_TCP_INFO = struct.Struct("=16xI8xI36xI20xI24xQQ12xI")
+_TCP_INFO_BYTES = _TCP_INFO.size
+
+
+class TcpInfo(NamedTuple):
+    """What the kernel knows of one connection, in bytes and seconds."""
+
+    acked_bytes: int  # cumulatively: everything before the first hole
+    sacked_bytes: int  # selectively acknowledged past a hole: arrived, not yet in order
+    received_bytes: int
+    rtt_seconds: float  # smoothed, from our own data's acknowledgements (the sending side)
+    receiver_rtt_seconds: float  # estimated while receiving (the downloading side)
+    min_rtt_seconds: float  # the path's minimum, the handshake included
 
 
 @dataclass(frozen=True)
@@ -338,8 +348,8 @@ class Connection:
         await response.done
         return response.status, response.headers, bytes(response.body)
 
-    def tcp_info(self) -> tuple[int, int, float] | None:
-        """(bytes the peer acknowledged, bytes received, smoothed RTT seconds), if the kernel says."""
+    def tcp_info(self) -> TcpInfo | None:
+        """The kernel's view of this connection (TCP_INFO), if it gives one."""
         sock = self._transport.get_extra_info("socket")
         if sock is None or not hasattr(socket, "TCP_INFO"):
             return None
@@ -349,20 +359,52 @@ class Connection:
             return None
         if len(info) < _TCP_INFO_BYTES:
             return None
-        (acked,) = _TCP_INFO_U64.unpack_from(info, _TCP_INFO_ACKED_OFFSET)
-        (received,) = _TCP_INFO_U64.unpack_from(info, _TCP_INFO_RECEIVED_OFFSET)
-        (rtt_us,) = _TCP_INFO_RTT.unpack_from(info, _TCP_INFO_RTT_OFFSET)
-        return acked, received, rtt_us / 1e6
+        mss, sacked, rtt_us, rcv_rtt_us, acked, received, min_rtt_us = _TCP_INFO.unpack(info)
+        return TcpInfo(
+            acked, sacked * mss, received, rtt_us / 1e6, rcv_rtt_us / 1e6, min_rtt_us / 1e6
+        )
 
     def acknowledged_payload(self) -> int | None:
-        """Request payload bytes the server's TCP has acknowledged (upload progress)."""
+        """Request payload bytes the server's TCP has acknowledged (upload progress).
+
+        Selectively acknowledged bytes count: they crossed the link when the SACK came, not when
+        a retransmission fills the hole before them (on a lossy, bloated uplink, counting only
+        the in-order part moved 2-3 % of the rate across a short window's edge).
+        """
         info = self.tcp_info()
-        return None if info is None else max(0, info[0] - self.sent_overhead_bytes)
+        if info is None:
+            return None
+        return max(0, info.acked_bytes + info.sacked_bytes - self.sent_overhead_bytes)
 
     def received_payload(self) -> int | None:
         """Response body bytes the kernel has received, read by us or not (download progress)."""
         info = self.tcp_info()
-        return None if info is None else max(0, info[1] - self._protocol.head_bytes)
+        return None if info is None else max(0, info.received_bytes - self._protocol.head_bytes)
+
+    def sending_rtts(self) -> tuple[float, float] | None:
+        """(RTT under load, minimum RTT) seconds while we send (upload)."""
+        info = self.tcp_info()
+        return (
+            None
+            if info is None or not info.rtt_seconds
+            else (info.rtt_seconds, info.min_rtt_seconds)
+        )
+
+    def receiving_rtts(self) -> tuple[float, float] | None:
+        """(RTT under load, minimum RTT) seconds while we receive (download)."""
+        info = self.tcp_info()
+        if info is None or not info.receiver_rtt_seconds:
+            return None
+        return info.receiver_rtt_seconds, info.min_rtt_seconds
+
+    def usable(self) -> bool:
+        """Open, idle and on the running event loop (a kept connection may outlive its loop)."""
+        closed, response = self._protocol.closed, self._protocol.response
+        return (
+            not closed.done()
+            and closed.get_loop() is asyncio.get_running_loop()
+            and (response is None or response.done.done())
+        )
 
     def abort(self) -> None:
         """Drop the connection at once (ends a download early)."""

@@ -151,8 +151,14 @@ class LibreSpeedBackend:
         return body.decode("utf-8", "replace")
 
     async def _check(self, server: LibreSpeedServer) -> None:
-        """getIP must answer: it tells a LibreSpeed backend from any other web server."""
+        """getIP must answer: it tells a LibreSpeed backend from any other web server.
+
+        A getIP that fails on the server's side (5xx, e.g. a backend without its GeoIP file)
+        only means the ISP information is missing: LibreSpeed's own client carries on.
+        """
         status, body = await self._get(server, server.get_ip_url)
+        if status >= 500:
+            return
         if status != 200:
             raise ProtocolError(
                 f"{server.base_url} is not a LibreSpeed backend "

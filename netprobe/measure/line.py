@@ -6,10 +6,10 @@ import asyncio
 import importlib
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from netprobe.errors import ConfigError, MeasurementError
-from netprobe.events import Sink
+from netprobe.events import Sink, result_event
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.latency import sample_while
 from netprobe.results import Direction, DirectionResult, LineResult, Server
@@ -27,6 +27,13 @@ class Backend(Protocol):
     async def measure(
         self, direction: Direction, options: EngineOptions, sink: Sink | None = None
     ) -> DirectionResult: ...
+
+
+@runtime_checkable
+class KeepsConnections(Protocol):
+    """A backend that keeps a connection open between calls (its latency connection)."""
+
+    async def close(self) -> None: ...
 
 
 # protocol name -> "module:class" taking the server URL; adding a protocol is one module and
@@ -88,13 +95,21 @@ async def measure_line(
                 result, direction, DirectionResult.failed(direction, exc.reason, str(exc), method)
             )
         result.outcome = "failed"
+        if sink is not None:
+            sink.emit(result_event(result.to_dict()))
         return result
     result = LineResult(server=server)
-    result.idle_latency_seconds = await _idle_latency(backend)
-    for direction in directions:
-        setattr(result, direction, await _measure_loaded(backend, direction, options, sink))
+    try:
+        result.idle_latency_seconds = await _idle_latency(backend)
+        for direction in directions:
+            setattr(result, direction, await _measure_loaded(backend, direction, options, sink))
+    finally:
+        if isinstance(backend, KeepsConnections):
+            await backend.close()
     if result.failed_reason() is not None:
         result.outcome = "failed"
+    if sink is not None:
+        sink.emit(result_event(result.to_dict()))
     return result
 
 

@@ -3,7 +3,8 @@
 The shape of every "fetch a big blob, post a big blob" speed test (netprobe's own protocol,
 LibreSpeed's garbage/empty, Cloudflare's __down/__up): the engine runs `stream()` once per
 parallel stream; a download is counted as the kernel receives it, an upload as the server's TCP
-acknowledges it (TCP_INFO), never as what sits in our own socket buffer.
+acknowledges it (TCP_INFO), never as what sits in our own socket buffer. Both end the moment the
+engine stops them.
 
     transfer = RequestLoop(base_url, "download", "librespeed",
                            download_path="/garbage.php?ckSize=100", upload_path="/empty.php")
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from netprobe.errors import ServerRefused
@@ -45,52 +46,55 @@ async def download_loop(
 ) -> None:
     """GET `path` again and again until `stop`; a stopped request dies with the connection."""
     counter.source = conn.received_payload
-    stopped = asyncio.ensure_future(stop.wait())
-    request: asyncio.Future[tuple[int, dict[str, str], bytes]] | None = None
-    try:
-        while not stop.is_set():
-            request = asyncio.ensure_future(conn.download(path, counter.add))
-            await asyncio.wait({request, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not request.done():
-                return
-            status, _, body = request.result()
-            if status != 200:
-                raise refused("the download", status, body)
-    finally:
-        # Stopped or cancelled mid-body: the request must not outlive us with its error.
-        stopped.cancel()
-        if request is not None and not request.done():
-            request.cancel()
-            await asyncio.gather(request, return_exceptions=True)
+    counter.rtts = conn.receiving_rtts
+    await _until_stopped(lambda: conn.download(path, counter.add), "the download", stop)
 
 
 async def upload_loop(
-    conn: Connection,
-    path: str,
-    counter: ByteCounter,
-    stop: asyncio.Event,
-    request_bytes: int,
-    on_reply: Callable[[bytes], None] | None = None,
+    conn: Connection, path: str, counter: ByteCounter, stop: asyncio.Event, request_bytes: int
 ) -> None:
     """POST chunked bodies of at most `request_bytes` to `path` until `stop`.
 
-    Each reply body goes to `on_reply` (a server that reports what it received).
+    A stopped upload ends at once: what still sits in our socket buffer is never sent (on a
+    slow uplink that is seconds of data the budget would pay for and the figure never uses).
     """
     payload = upload_payload()
     counter.source = conn.acknowledged_payload
+    counter.rtts = conn.sending_rtts
     cap = request_bytes - len(payload)
-    while not stop.is_set():
+
+    def post() -> Awaitable[tuple[int, dict[str, str], bytes]]:
         start = counter.bytes
-        status, _, body = await conn.upload(
-            path,
-            payload,
-            lambda: not stop.is_set() and counter.bytes - start < cap,  # noqa: B023
-            counter.add,
+        return conn.upload(
+            path, payload, lambda: not stop.is_set() and counter.bytes - start < cap, counter.add
         )
-        if status != 200:
-            raise refused("the upload", status, body)
-        if on_reply is not None:
-            on_reply(body)
+
+    await _until_stopped(post, "the upload", stop)
+
+
+async def _until_stopped(
+    request: Callable[[], Awaitable[tuple[int, dict[str, str], bytes]]],
+    what: str,
+    stop: asyncio.Event,
+) -> None:
+    """Make requests back to back until `stop`; the caller drops the connection afterwards."""
+    stopped = asyncio.ensure_future(stop.wait())
+    pending: asyncio.Future[tuple[int, dict[str, str], bytes]] | None = None
+    try:
+        while not stop.is_set():
+            pending = asyncio.ensure_future(request())
+            await asyncio.wait({pending, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not pending.done():
+                return
+            status, _, body = pending.result()
+            if status != 200:
+                raise refused(what, status, body)
+    finally:
+        # Stopped or cancelled mid-body: the request must not outlive us with its error.
+        stopped.cancel()
+        if pending is not None and not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
 
 @dataclass

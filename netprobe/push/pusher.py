@@ -14,6 +14,7 @@ restart loses nothing that fits the outbox limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -26,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from netprobe.errors import StoreError
+from netprobe.events import ResultObserver
 from netprobe.push.client import RemoteWriteClient, Verdict
 from netprobe.push.config import PushConfig
 from netprobe.push.outbox import Batch, Outbox, SeriesLabels, Trimmed, canonical_labels
@@ -40,8 +42,12 @@ T = TypeVar("T")
 _CREATED_FAMILIES = {"counter", "histogram", "summary", "gaugehistogram"}
 
 
-class Pusher:
-    """Pushes the samples of `registry` to `config.url`; also a collector of its own metrics."""
+class Pusher(ResultObserver):
+    """Pushes the samples of `registry` to `config.url`; also a collector of its own metrics.
+
+    As a sink of the agent's runs it scrapes again as soon as a result is stored, so a new
+    test's figures reach the receiver without waiting out the interval.
+    """
 
     def __init__(
         self,
@@ -67,6 +73,7 @@ class Pusher:
         self._outbox: Outbox | None = None
         self._store: ThreadPoolExecutor | None = None
         self._queued = asyncio.Event()
+        self._new_result = asyncio.Event()
         self._sent_samples = 0
         self._failures: dict[str, int] = {}
         self._dropped_samples: dict[str, int] = {}
@@ -138,11 +145,21 @@ class Pusher:
             if delay < 0:  # fell behind (suspended machine): skip, do not burst
                 next_scrape = loop.time() + self._config.interval
                 delay = self._config.interval
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_result.wait(), delay)
+            if self._new_result.is_set():
+                self._new_result.clear()
+                next_scrape = loop.time()
+
+    def observe(self, record: dict[str, Any]) -> None:
+        self._new_result.set()
 
     async def _scrape_once(self) -> None:
         timestamp_ms = int(self._clock() * 1000)
         samples = scrape(self._registry, self._external_labels)
+        # what a Prometheus scrape of this probe would record: the fleet dashboard counts probes
+        # by `up`, and a probe that stops pushing goes stale there like a target that is down
+        samples.append((canonical_labels({**self._external_labels, "__name__": "up"}.items()), 1.0))
         assert self._outbox is not None
         try:
             trimmed = await self._in_store(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import tzinfo
 from typing import Any, TextIO
 
+from netprobe.compliance.evidence import key_fingerprint
 from netprobe.compliance.series import parse_utc
 from netprobe.report.document import Report
 from netprobe.results import DIRECTIONS, Direction
@@ -55,7 +56,10 @@ COLUMNS = (
     "cross_traffic_during_bytes_per_second",
     "cpu_percent",
     "held_seconds",
+    "server_receipt",
+    "probe_key_fingerprint",
     "hash",
+    "imported_from",
 )
 
 
@@ -71,6 +75,7 @@ def record_rows(
     if not isinstance(server, dict):
         server = {"url": server}
     evidence = record.get("evidence") or {}
+    source = record.get("source")
     base = {
         "seq": evidence.get("seq"),
         "id": record.get("id", ""),
@@ -94,7 +99,12 @@ def record_rows(
         ),
         "cpu_percent": conditions.get("cpu_percent"),
         "held_seconds": conditions.get("held_seconds"),
+        "probe_key_fingerprint": key_fingerprint(str(evidence["public_key"]))
+        if "public_key" in evidence
+        else "",
         "hash": evidence.get("hash", ""),
+        # A test measured by another tool says which (results import); empty for our own.
+        "imported_from": source.get("tool", "") if isinstance(source, dict) else "",
     }
     rows = []
     for direction in DIRECTIONS:
@@ -147,5 +157,6 @@ def render(report: Report) -> str:
     for record in report.line_records():
         for row in record_rows(record, report.zone, theoretical):
             if row.get("direction"):
+                row["server_receipt"] = report.receipt(record, row["direction"]).describe()
                 writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return out.getvalue()

@@ -20,8 +20,14 @@ from netprobe import __version__
 from netprobe.compliance.campaign import CampaignPlan, campaigns, plan_campaign
 from netprobe.compliance.config import ComplianceConfig
 from netprobe.compliance.contract import Contract
-from netprobe.compliance.evidence import EvidenceError, verify_chain
+from netprobe.compliance.evidence import (
+    EvidenceError,
+    SignerNotPinned,
+    key_fingerprint,
+    verify_export,
+)
 from netprobe.compliance.policies import evaluate_all
+from netprobe.compliance.receipts import ReceiptCheck, check_records
 from netprobe.compliance.series import parse_utc
 from netprobe.compliance.verdict import Verdict
 from netprobe.i18n import _
@@ -30,12 +36,17 @@ from netprobe.results import DIRECTIONS
 
 @dataclass
 class EvidenceState:
-    """Whether the report's records verify as an unbroken, signed chain."""
+    """Whether the report's records verify as an unbroken, signed chain under a signed head.
+
+    `verified` says the file is intact; who signed it is for the reader to pin (the key
+    fingerprints are printed so that it can be compared with `netprobe evidence key`).
+    """
 
     verified: bool
     checked: int
     public_keys: list[str]
     problem: str | None = None
+    fingerprints: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -74,9 +85,12 @@ class Report:
     policies: list[str]
     verdicts: list[Verdict]
     campaign: CampaignPlan | None
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any]]  # embedded: a contiguous piece of chain
     evidence: EvidenceState
+    period_records: list[dict[str, Any]]  # those started in the period: judged and shown
     as_of: datetime
+    export_head: dict[str, Any] | None = None
+    receipts: dict[tuple[str, str], ReceiptCheck] = dataclasses.field(default_factory=dict)
     subscriber: Subscriber = Subscriber()
     accounts: list[PolicyAccount] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
@@ -86,12 +100,16 @@ class Report:
         return self.config.zone()
 
     def line_records(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("kind", "line") == "line"]
+        return [r for r in self.period_records if r.get("kind", "line") == "line"]
+
+    def receipt(self, record: dict[str, Any], direction: str) -> ReceiptCheck:
+        """What the server's receipt says about one direction of a test."""
+        return self.receipts.get((str(record.get("id")), direction), ReceiptCheck("none"))
 
     def shown_period(self) -> tuple[datetime | None, datetime | None]:
         """The period's bounds, or where absent the first and the last test's start."""
         since, until = self.period
-        starts = [parse_utc(r["started_at"]) for r in self.records]
+        starts = [parse_utc(r["started_at"]) for r in self.period_records]
         return (since or min(starts, default=None), until or max(starts, default=None))
 
     def imported_ids(self) -> list[str]:
@@ -126,7 +144,11 @@ class Report:
             "warnings": self.warnings,
             "accounts": [dataclasses.asdict(a) for a in self.accounts],
             "imported": self.imported_ids(),
-            "probe": {"ids": self.probe_ids(), "public_keys": self.evidence.public_keys},
+            "probe": {
+                "ids": self.probe_ids(),
+                "public_keys": self.evidence.public_keys,
+                "key_fingerprints": self.evidence.fingerprints,
+            },
             "servers": self.servers(),
             "contract": self.contract.to_dict(),
             "policies": self.policies,
@@ -134,6 +156,12 @@ class Report:
             "verdicts": [v.to_dict() for v in self.verdicts],
             "campaign": self.campaign.to_dict() if self.campaign else None,
             "evidence": dataclasses.asdict(self.evidence),
+            "receipts": [
+                {"id": record_id, "direction": direction, "status": check.describe()}
+                for (record_id, direction), check in self.receipts.items()
+            ],
+            "export_head": self.export_head,
+            "period_records": [r.get("id") for r in self.period_records],
             "records": self.records,
         }
 
@@ -170,8 +198,8 @@ def in_period(
     ]
 
 
-def check_evidence(records: Sequence[dict[str, Any]]) -> EvidenceState:
-    """Verify the chain of the records; a failure is reported, not raised."""
+def check_evidence(records: Sequence[dict[str, Any]], head: dict[str, Any] | None) -> EvidenceState:
+    """Verify the chain of the records and their head; a failure is reported, not raised."""
     keys = sorted(
         {
             str(r["evidence"].get("public_key"))
@@ -179,11 +207,16 @@ def check_evidence(records: Sequence[dict[str, Any]]) -> EvidenceState:
             if isinstance(r.get("evidence"), dict)
         }
     )
+    fingerprints = [key_fingerprint(k) for k in keys]
+    if not records:
+        return EvidenceState(False, 0, keys, "no records", fingerprints)
     try:
-        checked = verify_chain(records)
+        verify_export(list(records), head)
+    except SignerNotPinned:
+        pass  # intact; the reader pins the signer with `netprobe report verify --public-key`
     except EvidenceError as exc:
-        return EvidenceState(False, 0, keys, str(exc))
-    return EvidenceState(checked > 0, checked, keys, None if checked else "no records")
+        return EvidenceState(False, 0, keys, str(exc), fingerprints)
+    return EvidenceState(True, len(records), keys, None, fingerprints)
 
 
 def build_report(
@@ -194,13 +227,18 @@ def build_report(
     period: tuple[datetime | None, datetime | None] = (None, None),
     now: datetime | None = None,
     subscriber: Subscriber | None = None,
+    head: dict[str, Any] | None = None,
+    server_keys: dict[str, str] | None = None,
 ) -> Report:
-    """Evaluate `records` (already limited to the period) under the policies."""
+    """Evaluate the records started in the period under the policies; embed all `records`
+    (the export they came from, with its signed `head`). `server_keys` pins the servers whose
+    receipts confirm tests (public key -> name)."""
     now = now or datetime.now(UTC)
     chosen = list(policies or config.policies)
     records = list(records)
-    line = [r for r in records if r.get("kind", "line") == "line"]
-    latest = max((parse_utc(r["started_at"]) for r in records), default=None)
+    shown = in_period(records, period)
+    line = [r for r in shown if r.get("kind", "line") == "line"]
+    latest = max((parse_utc(r["started_at"]) for r in shown), default=None)
     as_of = period[1] or (latest + timedelta(seconds=1) if latest else now)
     campaign = (
         plan_campaign(line, as_of, config.de_bnetza.campaign, config.zone())
@@ -217,7 +255,13 @@ def build_report(
         verdicts=verdicts,
         campaign=campaign,
         records=records,
-        evidence=check_evidence(records),
+        evidence=check_evidence(records, head),
+        period_records=shown,
+        export_head=head,
+        receipts={
+            (str(record.get("id")), direction): check
+            for record, direction, check in check_records(line, server_keys or {})
+        },
         as_of=as_of,
         subscriber=subscriber or Subscriber(),
         accounts=[_account(p, line, config) for p in chosen],
@@ -298,9 +342,15 @@ def _account(policy: str, line: list[dict[str, Any]], config: ComplianceConfig) 
             ).format(count=rules.per_day)
         else:
             why = _(
-                "not part of a campaign series: less than {minutes:g} min after the test "
-                "before it, or on a day that did not reach {count} measurements"
-            ).format(minutes=rules.spacing_seconds / 60, count=rules.per_day)
+                "not part of a campaign series: it breaks a spacing rule ({minutes:g} min "
+                "between tests, {hours:g} h after a day's {after}th), or its day did not reach "
+                "{count} measurements"
+            ).format(
+                minutes=rules.spacing_seconds / 60,
+                hours=rules.break_seconds / 3600,
+                after=rules.break_after,
+                count=rules.per_day,
+            )
         not_counted[ident] = why
     note = "" if finished else _("no complete campaign yet, so no test is judged")
     return PolicyAccount(policy, sorted(counted), not_counted, note)

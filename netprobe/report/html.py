@@ -18,11 +18,31 @@ from typing import Any
 from netprobe.compliance.config import PeakWindow
 from netprobe.compliance.series import parse_utc
 from netprobe.compliance.verdict import Criterion, Verdict
-from netprobe.i18n import _, current_language, html_lang, ngettext
+from netprobe.i18n import N_, _, current_language, html_lang, ngettext
 from netprobe.report.document import Report
 from netprobe.report.verify import EVIDENCE_SCRIPT_ID
 from netprobe.results import DIRECTIONS, Direction
 from netprobe.units import format_rate, format_size, mbit
+
+# Words the report translates that come from the data (statuses, rate kinds, units, days).
+RUNTIME_MESSAGES = (
+    N_("compliant"),
+    N_("deviation"),
+    N_("undecided"),
+    N_("theoretical"),
+    N_("normal"),
+    N_("minimum"),
+    N_("days"),
+    N_("all"),
+    N_("weekdays"),
+    N_("ok"),
+    N_("failed"),
+    N_("aborted"),
+    N_("free"),
+    N_("paid"),
+    N_("critical"),
+    N_("warning"),
+)
 
 COLOURS = {"download": "#1f6fb4", "upload": "#2c9c4a"}
 CONTRACT_STYLE = {"theoretical": "", "normal": "6 4", "minimum": "2 3"}
@@ -68,14 +88,15 @@ def render(report: Report) -> str:
         start=_local(report, since) if since else "—", end=_local(report, until) if until else "—"
     )
     probe = ", ".join(report.probe_ids()) or _("probe")
+    title, heading = _("netprobe compliance report"), _("Broadband line compliance report")
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="{html_lang()}"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<link rel="icon" href="data:,">',
-        f"<title>{escape(_('netprobe compliance report'))} — {escape(probe)}</title>",
+        f"<title>{escape(title)} — {escape(probe)}</title>",
         f"<style>{STYLE}</style></head><body>",
-        f'<h1 id="title">{escape(_("Broadband line compliance report"))}</h1>',
+        f'<h1 id="title">{escape(heading)}</h1>',
         '<p class="muted" id="period">'
         + escape(
             _("Period {period} · time zone {zone} · as of {as_of} · generated {generated}").format(
@@ -90,11 +111,11 @@ def render(report: Report) -> str:
         _identity(report),
         _contract(report),
         _warnings(report),
-        f'<h2 id="verdicts">{escape(_("Verdicts"))}</h2>',
+        _h2("verdicts", _("Verdicts")),
         *(_verdict(report, v) for v in report.verdicts),
         _accounts(report),
         _campaign(report),
-        f'<h2 id="over-time">{escape(_("Speed over time"))}</h2>',
+        _h2("over-time", _("Speed over time")),
         _muted(
             _(
                 "Filled dots: valid tests; open grey dots: invalid tests (not counted); "
@@ -102,7 +123,7 @@ def render(report: Report) -> str:
             )
         ),
         *(_time_plot(report, d) for d in DIRECTIONS if _has(report, d)),
-        f'<h2 id="by-hour">{escape(_("Distribution by hour of day"))}</h2>',
+        _h2("by-hour", _("Distribution by hour of day")),
         _muted(
             _(
                 "Median of valid tests per local hour, bars from the slowest to the fastest "
@@ -111,6 +132,7 @@ def render(report: Report) -> str:
         ),
         *(_hour_plot(report, d) for d in DIRECTIONS if _has(report, d)),
         _tests_table(report),
+        _drives(report),
         _evidence(report),
         _records_block(report),
         f"<script>{SCRIPT}</script>",
@@ -141,31 +163,26 @@ def _subscriber(report: Report) -> str:
     ]
     if not rows:
         return ""
-    return f'<h2 id="subscriber">{escape(_("Line and contract"))}</h2>' + _table(
-        (_("field"), _("value")), rows
-    )
+    return _h2("subscriber", _("Line and contract")) + _table((_("field"), _("value")), rows)
 
 
 def _warnings(report: Report) -> str:
     if not report.warnings:
         return ""
     items = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)
-    return (
-        f'<h2 id="warnings">{escape(_("What the contract lacks"))}</h2>'
-        f'<ul class="warnings">{items}</ul>'
-    )
+    return _h2("warnings", _("What the contract lacks")) + f'<ul class="warnings">{items}</ul>'
 
 
 def _accounts(report: Report) -> str:
     started = {str(r.get("id")): r["started_at"] for r in report.line_records()}
     imported = set(report.imported_ids())
-    parts = [f'<h2 id="accounts">{escape(_("Which tests each policy counted"))}</h2>']
+    parts = [_h2("accounts", _("Which tests each policy counted"))]
     for account in report.accounts:
         rows = [
             [
                 f'<a href="#test-{escape(ident)}">{escape(_local(report, parse_utc(started[ident])))}</a>'
                 + (
-                    f' <span class="muted">({escape(_("imported"))})</span>'
+                    ' <span class="muted">(' + escape(_("imported")) + ")</span>"
                     if ident in imported
                     else ""
                 ),
@@ -196,6 +213,10 @@ def _accounts(report: Report) -> str:
     return "".join(parts)
 
 
+def _h2(anchor: str, text: str) -> str:
+    return f'<h2 id="{anchor}">{escape(text)}</h2>'
+
+
 def _muted(text: str) -> str:
     return f'<p class="muted">{escape(text)}</p>'
 
@@ -218,13 +239,16 @@ def _identity(report: Report) -> str:
             for s in report.servers()
         ),
     )
-    keys = "<br>".join(f"<code>{escape(k)}</code>" for k in report.evidence.public_keys)
-    unsealed = f"<i>{escape(_('none (records are not sealed)'))}</i>"
+    keys = "<br>".join(
+        f"<code>{escape(k)}</code> ({escape(_('fingerprint'))} <code>{escape(f)}</code>)"
+        for k, f in zip(report.evidence.public_keys, report.evidence.fingerprints, strict=True)
+    )
+    unsealed = "<i>" + escape(_("none (records are not sealed)")) + "</i>"
     probe = escape(", ".join(report.probe_ids()) or _("unnamed"))
+    probe_label, key_label = escape(_("Probe:")), escape(_("Ed25519 public key:"))
     return (
-        f'<h2 id="probe">{escape(_("Probe and servers"))}</h2>'
-        f"<p>{escape(_('Probe:'))} <b>{probe}</b> · "
-        f"{escape(_('Ed25519 public key:'))} {keys or unsealed}</p>{servers}"
+        _h2("probe", _("Probe and servers"))
+        + f"<p>{probe_label} <b>{probe}</b> · {key_label} {keys or unsealed}</p>{servers}"
     )
 
 
@@ -243,7 +267,7 @@ def _contract(report: Report) -> str:
                 ),
             ]
         )
-    return f'<h2 id="contract">{escape(_("Contract"))}</h2>' + _table(
+    return _h2("contract", _("Contract")) + _table(
         (_("direction"), _("theoretical (advertised)"), _("normally available"), _("minimum")),
         rows,
     )
@@ -332,8 +356,8 @@ def _campaign(report: Report) -> str:
         complete=plan.completed_campaigns,
     )
     return (
-        f'<h2 id="campaign-head">{escape(_("BNetzA measurement campaign"))}</h2>'
-        f'<p id="campaign">{escape(text)}</p>'
+        _h2("campaign-head", _("BNetzA measurement campaign"))
+        + f'<p id="campaign">{escape(text)}</p>'
     )
 
 
@@ -412,7 +436,8 @@ def _time_plot(report: Report, direction: Direction) -> str:
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{direction} speed over time">',
         f'<text x="{left}" y="14" font-weight="600">'
-        f"{escape(_('{direction} (Mbit/s) over local time').format(direction=_(direction)))}</text>",
+        + escape(_("{direction} (Mbit/s) over local time").format(direction=_(direction)))
+        + "</text>",
         *_y_axis(ceiling, left, x1, y_of),
     ]
     for k in range(6):
@@ -487,13 +512,15 @@ def _hour_plot(report: Report, direction: Direction) -> str:
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{direction} speed by hour of day">',
         f'<text x="{left}" y="14" font-weight="600">'
-        f"{escape(_('{direction} (Mbit/s) by local hour').format(direction=_(direction)))}</text>",
+        + escape(_("{direction} (Mbit/s) by local hour").format(direction=_(direction)))
+        + "</text>",
     ]
+    peak = _("peak")
     for window in _peak_windows(report):
         parts.append(
             f'<rect class="peak" x="{left + window.start_hour * slot:.1f}" y="{top}" '
             f'width="{(window.end_hour - window.start_hour) * slot:.1f}" height="{y1 - top}" '
-            f'fill="#f6e7c8" opacity="0.6"><title>{escape(_("peak"))} {window.start_hour:02d}–'
+            f'fill="#f6e7c8" opacity="0.6"><title>{escape(peak)} {window.start_hour:02d}–'
             f"{window.end_hour:02d} h ({escape(_(window.days))})</title></rect>"
         )
     parts += _y_axis(ceiling, left, x1, y_of)
@@ -598,7 +625,7 @@ def _tests_table(report: Report) -> str:
             f"<td>{_direction_cell(record, 'download')}</td>"
             f"<td>{_direction_cell(record, 'upload')}</td>"
             f"<td>{validity}</td><td>{_conditions_cell(record)}</td>"
-            f"<td>{_server_cell(record)}</td>"
+            f"<td>{_server_cell(record)}{_receipt_cell(report, record)}</td>"
             f"<td><code>{escape(str(evidence.get('hash', ''))[:16])}</code></td></tr>"
         )
     head = "".join(
@@ -621,12 +648,77 @@ def _tests_table(report: Report) -> str:
     )
 
 
+def _drives(report: Report) -> str:
+    """The cloud-drive probes: the steady rate one connection of the account got."""
+    rows = []
+    for record in report.records:
+        if record.get("kind") != "drive":
+            continue
+        when = escape(_local(report, parse_utc(record["started_at"])))
+        for direction in DIRECTIONS:
+            part = record.get(direction)
+            if not isinstance(part, dict):
+                continue
+            if part.get("ok") and part.get("bytes_per_second") is not None:
+                rate = escape(format_rate(float(part["bytes_per_second"])))
+            else:
+                failed = _("failed: {reason}").format(reason=part.get("reason") or _("unknown"))
+                rate = f'<span class="fail">{escape(failed)}</span>'
+            floor = part.get("floor")
+            rows.append(
+                [
+                    when,
+                    escape(str(record.get("drive", ""))),
+                    escape(_(str(record.get("tier") or "unknown"))),
+                    escape(_(direction)),
+                    rate,
+                    f'<span class="fail">{escape(_(floor))}</span>' if floor else escape(_("no")),
+                ]
+            )
+    if not rows:
+        return ""
+    return (
+        _h2("drives", _("Cloud drives: the rate one connection of the account got"))
+        + _muted(
+            _(
+                "Free accounts are judged by the rate a single connection gets; below the "
+                "minimum floor the drive is unusable (critical) or poor (warning)."
+            )
+        )
+        + _table(
+            (
+                _("started"),
+                _("drive"),
+                _("tier"),
+                _("direction"),
+                _("steady rate"),
+                _("below the minimum floor"),
+            ),
+            rows,
+        )
+    )
+
+
+def _receipt_cell(report: Report, record: dict[str, Any]) -> str:
+    """Per direction, whether the server's signed receipt confirms the figure."""
+    lines = []
+    for direction in ("download", "upload"):
+        check = report.receipt(record, direction)
+        if check.status == "none":
+            continue
+        css = "pass" if check.status == "confirmed" else "fail" if check.failed else "muted"
+        lines.append(
+            f'<br><span class="{css} receipt">{direction}: {escape(check.describe())}</span>'
+        )
+    return "".join(lines)
+
+
 def _evidence(report: Report) -> str:
     state = report.evidence
     if state.verified:
-        text = _("{count} records form an unbroken chain signed by the probe's key").format(
-            count=state.checked
-        )
+        text = _(
+            "{count} records form an unbroken chain signed by the probe's key {fingerprint}"
+        ).format(count=state.checked, fingerprint=", ".join(state.fingerprints))
         status = f'<span class="pass">✔ {escape(text)}</span>'
     else:
         text = _("not verified: {problem}").format(problem=state.problem or "")
@@ -636,16 +728,15 @@ def _evidence(report: Report) -> str:
         "records are embedded in this file. Check them with {verify}; the verdicts above are "
         "recomputed from them with {report}."
     ).format(
-        verify="<code>netprobe report verify THIS_FILE</code>",
+        verify="<code>netprobe report verify THIS_FILE --public-key KEY</code>",
         report="<code>netprobe report --input</code>",
     )
-    return (
-        f'<h2 id="evidence">{escape(_("Evidence"))}</h2><p id="evidence-state">{status}. {how}</p>'
-    )
+    return _h2("evidence", _("Evidence")) + f'<p id="evidence-state">{status}. {how}</p>'
 
 
 def _records_block(report: Report) -> str:
-    payload = json.dumps(report.records, separators=(",", ":"), ensure_ascii=False)
+    carried = {"export_head": report.export_head, "records": report.records}
+    payload = json.dumps(carried, separators=(",", ":"), ensure_ascii=False)
     # "<" never appears raw, so no record can close the script element early.
     payload = payload.replace("<", "\\u003c")
     return f'<script type="application/json" id="{EVIDENCE_SCRIPT_ID}">{payload}</script>'

@@ -11,14 +11,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netprobe.compliance.config import POLICY_NAMES, ComplianceConfig
 from netprobe.compliance.contract import Contract
 from netprobe.errors import ConfigError
 from netprobe.report import csv, html, json
-from netprobe.report.document import Report, Subscriber, build_report, in_period, period_bounds
+from netprobe.report.document import Report, Subscriber, build_report, period_bounds
 from netprobe.units import parse_rate_pair
+
+if TYPE_CHECKING:
+    from netprobe.config import ServerConfig
 
 FORMATS: dict[str, Callable[[Report], str]] = {
     "html": html.render,
@@ -94,16 +97,21 @@ def make_report(request: ReportRequest, now: datetime | None = None) -> str:
     if request.input_path is not None:
         from netprobe.report.verify import records_for_report
 
-        records = records_for_report(request.input_path.read_text(encoding="utf-8"))
+        carried = records_for_report(request.input_path.read_text(encoding="utf-8"))
+        records, head = carried.records, carried.head
     else:
         from netprobe.config import open_named_store
 
         start, end = period_bounds(request.since, request.until, compliance.zone())
         store, _zone = open_named_store(request.config_path, None)
-        records = store.records(
-            since=start.isoformat() if start else None, until=end.isoformat() if end else None
-        )
-        store.close()
+        try:
+            records = store.records(
+                since=start.isoformat() if start else None,
+                until=end.isoformat() if end else None,
+            )
+            head = store.sign_head(records) if records else None
+        finally:
+            store.close()
     return render_report(
         records,
         contract,
@@ -114,7 +122,23 @@ def make_report(request: ReportRequest, now: datetime | None = None) -> str:
         request.until,
         now,
         subscriber,
+        head,
+        pinned_server_keys(agent.servers if agent else []),
     )
+
+
+def pinned_server_keys(
+    servers: Sequence[ServerConfig], given: Sequence[str] = ()
+) -> dict[str, str]:
+    """Pinned server receipt keys (key -> name): the configured servers' `public_key`, then
+    NAME=KEY pairs given on the command line."""
+    pinned = {s.public_key: s.name or s.url for s in servers if s.public_key}
+    for item in given:
+        name, sep, key = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--server-key must be NAME=KEY, not {item!r}")
+        pinned[key] = name
+    return pinned
 
 
 def render_report(
@@ -127,10 +151,13 @@ def render_report(
     until: str | None = None,
     now: datetime | None = None,
     subscriber: Subscriber | None = None,
+    head: dict[str, Any] | None = None,
+    server_keys: dict[str, str] | None = None,
 ) -> str:
-    """The report on the records started in `[since, until]` (dates are whole local days)."""
+    """The report on the records started in `[since, until]` (dates are whole local days);
+    every record given is embedded with the export's signed `head`."""
     period = period_bounds(since, until, config.zone())
     report = build_report(
-        in_period(records, period), contract, config, policies, period, now, subscriber
+        records, contract, config, policies, period, now, subscriber, head, server_keys
     )
     return FORMATS[fmt](report)

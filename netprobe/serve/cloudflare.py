@@ -27,13 +27,15 @@ def add_routes(app: web.Application, state: ServerState) -> None:
     async def down(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         n_bytes = int_param(request, "bytes", 0, low=0, high=state.limits.max_bytes_per_request)
-        with state.admit(None):
-            return await send_payload(request, state, n_bytes, headers=server_timing(started))
+        with state.admit(request, "cloudflare", "download") as transfer:
+            return await send_payload(
+                request, state, transfer, n_bytes, headers=server_timing(started)
+            )
 
     async def up(request: web.Request) -> web.Response:
         started = time.perf_counter()
-        with state.admit(None):
-            received = await receive_body(request, state)
+        with state.admit(request, "cloudflare", "upload") as transfer:
+            received = await receive_body(request, state, transfer)
         return web.Response(text=f"{received}\n", headers=server_timing(started))
 
     app.router.add_get("/__down", down)

@@ -27,10 +27,11 @@ _NO_CACHE = {
 def add_routes(app: web.Application, state: ServerState) -> None:
     async def garbage(request: web.Request) -> web.StreamResponse:
         chunks = int_param(request, "ckSize", 4, low=1, high=MAX_CHUNKS)
-        with state.admit(None):
+        with state.admit(request, "librespeed", "download") as transfer:
             return await send_payload(
                 request,
                 state,
+                transfer,
                 chunks * CHUNK_BYTES,
                 headers={
                     "Content-Description": "File Transfer",
@@ -41,8 +42,8 @@ def add_routes(app: web.Application, state: ServerState) -> None:
 
     async def empty(request: web.Request) -> web.Response:
         if request.can_read_body:
-            with state.admit(None):
-                await receive_body(request, state)
+            with state.admit(request, "librespeed", "upload") as transfer:
+                await receive_body(request, state, transfer)
         return web.Response(status=200, headers={**_NO_CACHE, "Connection": "keep-alive"})
 
     async def get_ip(request: web.Request) -> web.Response:

@@ -6,6 +6,8 @@ GET  /netprobe/v1/download?bytes=N&test=ID   N bytes of incompressible payload
 POST /netprobe/v1/upload?test=ID&stream=K    any body (chunked is fine); the answer is the
                                              receiver's series: bytes received over time,
                                              seconds since the test's first stream arrived
+GET  /netprobe/v1/receipt?test=ID&direction=D  with `serve --key`: the signed receipt
+                                             (serve/receipt.py)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from aiohttp import web
 
 from netprobe import __version__
+from netprobe.serve.receipt import tally_for
 from netprobe.serve.state import PROTOCOL_NAMES, ServerState, int_param
 from netprobe.serve.transfer import receive_body, send_payload
 
@@ -46,18 +49,23 @@ def add_routes(app: web.Application, state: ServerState) -> None:
 
     async def download(request: web.Request) -> web.StreamResponse:
         n_bytes = int_param(request, "bytes", low=0, high=state.limits.max_bytes_per_request)
-        with state.admit(_test_id(request)):
-            return await send_payload(request, state, n_bytes)
+        test_id = _test_id(request)
+        with state.admit(request, "native", "download", test_id) as transfer:
+            tally = tally_for(request, test_id, "download")
+            return await send_payload(request, state, transfer, n_bytes, on_chunk=tally)
 
     async def upload(request: web.Request) -> web.Response:
         test_id = _test_id(request)
         stream = int_param(request, "stream", 0, low=0, high=state.limits.max_streams_per_test)
-        with state.admit(test_id):
-            origin = state.origin(test_id)
+        with state.admit(request, "native", "upload", test_id) as transfer:
+            origin = state.origin(transfer.client, test_id)
             arrived = time.monotonic() - origin
             t_seconds, counts = [arrived], [0]
+            tally = tally_for(request, test_id, "upload")
 
             def on_chunk(total: int, now: float) -> None:
+                if tally is not None:
+                    tally(total, now)
                 # The newest point moves with every chunk until it is a full interval past
                 # the one before it; then a new point starts. The last point is always current.
                 t = now - origin
@@ -67,7 +75,7 @@ def add_routes(app: web.Application, state: ServerState) -> None:
                     t_seconds.append(t)
                     counts.append(total)
 
-            received = await receive_body(request, state, on_chunk)
+            received = await receive_body(request, state, transfer, on_chunk)
         return web.json_response(
             {"stream": stream, "bytes": counts, "t_seconds": t_seconds, "received_bytes": received}
         )

@@ -12,13 +12,17 @@ upload they are the receiver's counters, from which the client takes the upload 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from netprobe.serve.state import ServerState, int_param
+from netprobe.serve.state import ServerState, Transfer, int_param
+from netprobe.serve.transfer import GONE, drop
 
 SUBPROTOCOL = "net.measurementlab.ndt.v7"
 PREFIX = "/ndt/v7"
@@ -27,7 +31,11 @@ MEASUREMENT_INTERVAL_SECONDS = 0.25
 # The spec lets messages grow to 16 MiB; 1 MiB keeps the counters fine-grained on slow lines.
 MIN_MESSAGE_BYTES = 1 << 13
 MAX_MESSAGE_BYTES = 1 << 20
+# What one upload can make the server buffer: the largest message netprobe's client and
+# ndt7-client-go send (1 MiB), with room; a larger message closes the upload.
+MAX_RECEIVED_MESSAGE_BYTES = 1 << 21
 EARLY_EXIT_MEGABYTES = (250,)
+CLOSE_GRACE_SECONDS = 2.0
 
 
 def measurement(test: str, started: float, num_bytes: int, connection: dict[str, str]) -> str:
@@ -47,8 +55,9 @@ def add_routes(app: web.Application, state: ServerState) -> None:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
         if SUBPROTOCOL not in offered:
             raise web.HTTPBadRequest(text=f"missing WebSocket subprotocol {SUBPROTOCOL}\n")
+        # No permessage-deflate and small messages: memory follows the bytes on the wire.
         ws = web.WebSocketResponse(
-            protocols=(SUBPROTOCOL,), max_msg_size=MAX_MESSAGE_BYTES * 16, autoping=True
+            protocols=(SUBPROTOCOL,), max_msg_size=MAX_RECEIVED_MESSAGE_BYTES, compress=False
         )
         await ws.prepare(request)
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -67,37 +76,41 @@ def add_routes(app: web.Application, state: ServerState) -> None:
             if megabytes not in EARLY_EXIT_MEGABYTES:
                 raise web.HTTPBadRequest(text="early_exit must be 250\n")
             limit = megabytes * 1_000_000
-        with state.admit(None):
+        with state.admit(request, "ndt7", "download") as transfer:
             ws, connection = await upgrade(request)
             started = time.monotonic()
             last_report = started
-            sent, size = 0, MIN_MESSAGE_BYTES
+            size = MIN_MESSAGE_BYTES
             payload = memoryview(state.payload)
-            try:
-                while time.monotonic() - started < TEST_SECONDS and (limit is None or sent < limit):
+
+            async def send() -> None:
+                nonlocal size, last_report
+                while time.monotonic() - started < TEST_SECONDS and (
+                    limit is None or transfer.n_bytes < limit
+                ):
                     if ws.closed:
-                        break
+                        return
                     await ws.send_bytes(bytes(payload[:size]))
-                    sent += size
-                    if size < MAX_MESSAGE_BYTES and size <= sent / 16:
+                    transfer.n_bytes += size
+                    if size < MAX_MESSAGE_BYTES and size <= transfer.n_bytes / 16:
                         size *= 2
                     if time.monotonic() - last_report >= MEASUREMENT_INTERVAL_SECONDS:
                         last_report = time.monotonic()
-                        await ws.send_str(measurement("download", started, sent, connection))
-                if not ws.closed:
-                    await ws.send_str(measurement("download", started, sent, connection))
-            except (ConnectionError, RuntimeError):
-                pass
-            await ws.close()
+                        await ws.send_str(
+                            measurement("download", started, transfer.n_bytes, connection)
+                        )
+                await ws.send_str(measurement("download", started, transfer.n_bytes, connection))
+
+            await _bounded(request, ws, transfer, send())
         return ws
 
     async def upload(request: web.Request) -> web.WebSocketResponse:
-        with state.admit(None):
+        with state.admit(request, "ndt7", "upload") as transfer:
             ws, connection = await upgrade(request)
             started = time.monotonic()
-            last_report = started
-            received = 0
-            try:
+
+            async def receive() -> None:
+                last_report = started
                 while (left := TEST_SECONDS - (time.monotonic() - started)) > 0:
                     try:
                         message = await ws.receive(timeout=min(left, MEASUREMENT_INTERVAL_SECONDS))
@@ -105,17 +118,17 @@ def add_routes(app: web.Application, state: ServerState) -> None:
                         message = None
                     if message is not None:
                         if message.type == WSMsgType.BINARY:
-                            received += len(message.data)
+                            transfer.n_bytes += len(message.data)
                         elif message.type != WSMsgType.TEXT:
-                            break  # close, error: the client is done
+                            return  # close, error, too big: the client is done
                     if time.monotonic() - last_report >= MEASUREMENT_INTERVAL_SECONDS:
                         last_report = time.monotonic()
-                        await ws.send_str(measurement("upload", started, received, connection))
-                if not ws.closed:
-                    await ws.send_str(measurement("upload", started, received, connection))
-            except (ConnectionError, RuntimeError):
-                pass
-            await ws.close()
+                        await ws.send_str(
+                            measurement("upload", started, transfer.n_bytes, connection)
+                        )
+                await ws.send_str(measurement("upload", started, transfer.n_bytes, connection))
+
+            await _bounded(request, ws, transfer, receive())
         return ws
 
     async def locate(request: web.Request) -> web.Response:
@@ -139,3 +152,26 @@ def add_routes(app: web.Application, state: ServerState) -> None:
     app.router.add_get(f"{PREFIX}/download", download)
     app.router.add_get(f"{PREFIX}/upload", upload)
     app.router.add_get("/v2/nearest/ndt/ndt7", locate)
+
+
+async def _bounded(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    transfer: Transfer,
+    subtest: Coroutine[Any, Any, None],
+) -> None:
+    """Run a subtest and close the socket, all within the test's time plus a grace period.
+
+    A client that stops reading blocks the server's writes and a closing handshake that
+    never completes would hold the connection: past the grace period it is dropped.
+    """
+    try:
+        async with asyncio.timeout(TEST_SECONDS + CLOSE_GRACE_SECONDS):
+            try:
+                await subtest
+            except GONE:
+                transfer.outcome = "gone"
+            await ws.close()
+    except TimeoutError:
+        transfer.outcome = "timeout"
+        drop(request)

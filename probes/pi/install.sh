@@ -5,7 +5,12 @@
 #   sudo probes/pi/install.sh --source netprobe==0.2.0 # or any pip requirement / wheel / folder
 #   sudo probes/pi/install.sh --template fleet.yml.tmpl --var site=berlin-3 --var ...
 #   sudo probes/pi/install.sh --volatile-journal       # keep the whole journal in RAM (SD cards)
+#   sudo probes/pi/install.sh --no-apt                 # use only the Debian packages already there
 #
+# Nothing is compiled on the Pi: Debian's own builds of the three dependencies that have no armv7
+# wheel on PyPI (python3-cffi, python3-psutil, python3-yaml) are installed with apt and seen by
+# the venv (--system-site-packages), pinned so pip never replaces them; everything else comes
+# as a wheel, from PyPI or from piwheels where Raspberry Pi OS's pip.conf points at it.
 # Safe to run again: the venv is upgraded in place, an existing /etc/netprobe/agent.yml is never
 # overwritten, and the service is restarted only when the installed version changed.
 # Without a running systemd (building an SD-card image in a chroot) the unit is installed and
@@ -23,10 +28,11 @@ state_dir="${NETPROBE_STATE:-/var/lib/netprobe}"
 source_spec="$checkout"
 template=""
 volatile_journal=false
+use_apt=true
 render_vars=()
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -36,6 +42,7 @@ while [ "$#" -gt 0 ]; do
         --template) template="${2:?--template needs a file}"; shift 2 ;;
         --var) render_vars+=("--var" "${2:?--var needs NAME=VALUE}"); shift 2 ;;
         --volatile-journal) volatile_journal=true; shift ;;
+        --no-apt) use_apt=false; shift ;;
         -h|--help) usage 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage 2 ;;
     esac
@@ -50,12 +57,22 @@ systemd_running() { [ -d /run/systemd/system ]; }
 
 log() { echo "netprobe install: $*"; }
 
-# 1. packages: Python's venv module; iperf3 for cross-checks. Raspberry Pi OS's pip already
-#    looks at piwheels, which has armv7/armv6 wheels of psutil and cryptography.
-if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    log "installing python3-venv"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+# 1. packages: Python's venv module and Debian's builds of the dependencies without an armv7
+#    wheel. Debian's own interpreter, not whatever python3 comes first on PATH: the Debian
+#    packages are built for it.
+python=/usr/bin/python3
+debian_packages=(python3-venv python3-cffi python3-psutil python3-yaml)
+if [ "$use_apt" = true ]; then
+    missing=()
+    for package in "${debian_packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
 fi
 
 # 2. the service user: no shell, no home outside its state directory
@@ -65,13 +82,18 @@ if ! id -u netprobe >/dev/null 2>&1; then
         --shell /usr/sbin/nologin --comment "netprobe probe" netprobe
 fi
 
-# 3. the venv, upgraded in place
+# 3. the venv, upgraded in place, seeing Debian's packages; those are pinned (a constraints
+#    file) so that pip picks versions that work with them instead of building newer ones
 old_version="$("$opt/bin/netprobe" version 2>/dev/null || echo none)"
 if [ ! -x "$opt/bin/python" ]; then
     log "creating venv $opt"
-    python3 -m venv "$opt"
+    "$python" -m venv --system-site-packages "$opt"
 fi
-"$opt/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$source_spec"
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+"$python" "$checkout/probes/docker/debian-pins.py" >"$constraints"
+"$opt/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade \
+    --upgrade-strategy only-if-needed --constraint "$constraints" "$source_spec"
 new_version="$("$opt/bin/netprobe" version)"
 log "netprobe $old_version -> $new_version in $opt"
 
@@ -96,7 +118,7 @@ fi
 
 # 5. the unit, and on systemd >= 254 a restart delay that grows instead of a fixed 15 s
 install -D -m 0644 "$checkout/probes/systemd/netprobe.service" "$unit_dir/netprobe.service"
-systemd_version="$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')"
+systemd_version="$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')" || true  # none in a chroot
 if [ "${systemd_version:-0}" -ge 254 ]; then
     install -d "$unit_dir/netprobe.service.d"
     printf '[Service]\nRestartSteps=8\nRestartMaxDelaySec=15min\n' \
