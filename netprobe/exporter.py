@@ -34,14 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import yaml
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from netprobe import __version__
-from netprobe.configschema import build
+from netprobe.configschema import build, read_yaml_file
 from netprobe.errors import ConfigError, cannot_listen
 from netprobe.events import Event
 
@@ -98,12 +97,7 @@ class WebConfig:
 def load_web_config(path: Path) -> WebConfig:
     """Read and check a web-config file; file paths in it are taken from its folder."""
     file = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=file) from None
-    except yaml.YAMLError:
-        raise ConfigError("not valid YAML", file=file) from None
+    data = read_yaml_file(path)
     config = build(WebConfig, data, file=file)
     for user, hashed in config.basic_auth_users.items():
         if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
@@ -144,6 +138,8 @@ def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
 BCRYPT_THREADS = 1
 # Longer than any scrape interval Prometheus is usually given, so a scraper keeps its connection.
 IDLE_SECONDS = 75.0
+# A request's headers arrive within this from the connection (or from the last answer).
+HEADER_SECONDS = 10.0
 # Checks waiting for a bcrypt thread at most; beyond, a request is refused without hashing, so a
 # flood of guesses costs the probe a bounded amount of CPU and memory.
 BCRYPT_QUEUE = 8
@@ -277,18 +273,78 @@ def build_app(
     return app
 
 
+class ConnectionDeadlines:
+    """Closes a connection whose request does not arrive in time.
+
+    aiohttp waits for a request's headers without a limit, so a client that sends half a
+    request (or nothing) holds a socket for ever. A new connection gets `header_seconds` for
+    its first request, and after each answer `idle_seconds` for the next one; a request being
+    answered is never cut.
+    """
+
+    def __init__(self, header_seconds: float, idle_seconds: float) -> None:
+        self.header_seconds = header_seconds
+        self.idle_seconds = idle_seconds
+        self._requests: dict[asyncio.BaseTransport, int] = {}
+        self._busy: set[asyncio.BaseTransport] = set()
+
+    def watch(self, transport: asyncio.BaseTransport) -> None:
+        """Called when a connection is made."""
+        self._requests[transport] = 0
+        self._arm(transport, self.header_seconds)
+
+    def _arm(self, transport: asyncio.BaseTransport, seconds: float) -> None:
+        seen = self._requests.get(transport, 0)
+        asyncio.get_running_loop().call_later(seconds, self._check, transport, seen)
+
+    def _check(self, transport: asyncio.BaseTransport, seen: int) -> None:
+        if transport.is_closing():
+            self._requests.pop(transport, None)
+            return
+        if transport in self._busy or self._requests.get(transport, 0) != seen:
+            self._arm(transport, self.idle_seconds)
+            return
+        self._requests.pop(transport, None)
+        transport.close()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        transport = request.transport
+        if transport is None:
+            return await handler(request)
+        self._requests[transport] = self._requests.get(transport, 0) + 1
+        self._busy.add(transport)
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        finally:
+            self._busy.discard(transport)
+
+
 async def start_exporter(
     app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
 ) -> web.AppRunner:
     """Listen on the running loop; `cleanup()` the runner to stop.
 
-    An idle keep-alive connection is closed after `IDLE_SECONDS` (aiohttp's default is an hour),
-    so idle sockets cannot pile up on a small device.
+    A connection gets `HEADER_SECONDS` for its request to arrive and `IDLE_SECONDS` between
+    keep-alive requests (aiohttp alone waits for ever, and keeps an idle socket for an hour),
+    so half-sent requests and idle sockets cannot pile up on a small device.
     """
+    deadlines = ConnectionDeadlines(HEADER_SECONDS, IDLE_SECONDS)
+    app.middlewares.insert(0, deadlines.middleware)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_SECONDS
     )
     await runner.setup()
+    server = runner.server
+    assert server is not None
+    made = server.connection_made
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        made(handler, transport)
+        deadlines.watch(transport)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
     try:
         await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
     except OSError as exc:
