@@ -13,6 +13,7 @@ is one HTTP stack on the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import struct
@@ -36,6 +37,8 @@ _DOWNLOAD_LOWAT_BYTES = 128 * 1024
 # (u32 µs at 148, Linux >= 4.6).
 _TCP_INFO = struct.Struct("=16xI8xI36xI20xI24xQQ12xI")
 _TCP_INFO_BYTES = _TCP_INFO.size
+# struct linger {l_onoff = 1, l_linger = 0 s}: close() resets and drops unsent data.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class TcpInfo(NamedTuple):
@@ -407,7 +410,16 @@ class Connection:
         )
 
     def abort(self) -> None:
-        """Drop the connection at once (ends a download early)."""
+        """Drop the connection at once: a reset, and what waits in our socket buffer is never sent.
+
+        A plain close() would let the kernel keep sending the unsent upload buffer (seconds of
+        data on a slow uplink) after the test stopped counting: bytes the line carries and the
+        data budget pays for that no total_bytes reports. SO_LINGER 0 makes the close a reset.
+        """
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self._transport.abort()
 
     async def close(self) -> None:
