@@ -44,13 +44,16 @@ class ByteCounter:
     set, gives (RTT under load, minimum RTT) seconds: whether a queue stands at the bottleneck.
     """
 
-    __slots__ = ("by_kernel", "bytes", "rtts", "source")
+    __slots__ = ("by_kernel", "bytes", "moved_bytes", "rtts", "source")
 
     def __init__(self) -> None:
         self.bytes = 0
         self.source: Callable[[], int | None] | None = None
         self.rtts: Callable[[], tuple[float, float] | None] | None = None
         self.by_kernel = False  # the last read came from the kernel's count
+        # Set by the stream as it drops its connection: all the payload the link carries for
+        # it, what crosses after the last sample included (the test's cost, `total_bytes`).
+        self.moved_bytes: int | None = None
 
     def add(self, n: int) -> None:
         self.bytes += n
@@ -388,7 +391,13 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
         warmup_seconds=warmup_end,
         window_seconds=window_seconds,
         duration_seconds=stop_seconds,
-        total_bytes=round(sum(s.bytes[-1] for s in series if s.bytes)),
+        total_bytes=max(
+            round(sum(s.bytes[-1] for s in series if s.bytes)),
+            sum(
+                c.moved_bytes if c.moved_bytes is not None else (s.bytes[-1] if s.bytes else 0)
+                for c, s in zip(run.counters, run.series, strict=True)
+            ),
+        ),
         streams=len(run.tasks),
         samples=series,
         method=run.method(measured_at),

@@ -37,6 +37,9 @@ _DOWNLOAD_LOWAT_BYTES = 128 * 1024
 # (u32 µs at 148, Linux >= 4.6).
 _TCP_INFO = struct.Struct("=16xI8xI36xI20xI24xQQ12xI")
 _TCP_INFO_BYTES = _TCP_INFO.size
+# tcpi_bytes_sent (u64 at byte 200, Linux >= 4.19): everything our TCP handed to the network,
+# retransmissions included; read on its own so an older kernel still gives the fields above.
+_TCP_BYTES_SENT = struct.Struct("=200xQ")
 # struct linger {l_onoff = 1, l_linger = 0 s}: close() resets and drops unsent data.
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -378,6 +381,24 @@ class Connection:
         if info is None:
             return None
         return max(0, info.acked_bytes + info.sacked_bytes - self.sent_overhead_bytes)
+
+    def sent_payload(self) -> int | None:
+        """Request payload bytes our TCP has put on the wire, acknowledged or not (upload cost).
+
+        At the stop this is what the link carries in all: the segments already queued at the
+        bottleneck still go out after the connection is reset, the unsent buffer does not.
+        """
+        sock = self._transport.get_extra_info("socket")
+        if sock is None or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_BYTES_SENT.size)
+        except OSError:
+            return None
+        if len(info) < _TCP_BYTES_SENT.size:
+            return None
+        (sent,) = _TCP_BYTES_SENT.unpack(info)
+        return max(0, sent - self.sent_overhead_bytes)
 
     def received_payload(self) -> int | None:
         """Response body bytes the kernel has received, read by us or not (download progress)."""
