@@ -16,11 +16,14 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE} AS base
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3 python3-venv python3-cffi python3-psutil python3-yaml ca-certificates \
+        python3 python3-cffi python3-psutil python3-yaml ca-certificates \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 
-# ---- wheels: netprobe and every other dependency, fetched once ---------------------------------
+# ---- wheels: netprobe, every other dependency and pip itself, fetched once ---------------------
 FROM base AS wheels
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3-venv \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 # A build host whose TLS goes through its own CA mounts that bundle and names it here.
 ARG PIP_CERT
 ARG SSL_CERT_FILE
@@ -31,7 +34,7 @@ COPY netprobe ./netprobe
 COPY probes/docker/build-wheels.sh probes/docker/debian-pins.py /usr/local/bin/
 RUN build-wheels.sh /src /wheels
 
-# ---- the image: a venv from those wheels, no pip, a non-root user --------------------------------
+# ---- the image: a venv from those wheels (pip runs from its wheel and is not kept), non-root ----
 FROM base
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="netprobe" \
@@ -41,7 +44,6 @@ LABEL org.opencontainers.image.title="netprobe" \
 COPY probes/docker/install-venv.sh probes/docker/healthcheck.py /usr/local/bin/
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     install-venv.sh /wheels /opt/netprobe \
-    && apt-get purge -y --auto-remove python3-venv \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/netprobe \
         --shell /usr/sbin/nologin netprobe \
     && install -d -o netprobe -g netprobe -m 0750 /var/lib/netprobe \

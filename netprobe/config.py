@@ -17,13 +17,11 @@ import zoneinfo
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from netprobe.compliance.config import ComplianceConfig
-from netprobe.configschema import DURATION, RATE, SIZE, Key, build
+from netprobe.configschema import DURATION, RATE, SIZE, Key, build, read_yaml_file
 from netprobe.drives.config import DriveConfig
 from netprobe.errors import ConfigError
 from netprobe.measure.engine import EngineOptions
@@ -273,19 +271,7 @@ def load_config(path: Path, *, measuring: bool = True) -> AgentConfig:
     such a file needs no `servers:`.
     """
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", file=file) from None
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{where}{problem}", file=file) from None
+    data = read_yaml_file(path)
     config = build(AgentConfig, data, file=file)
     if measuring and not config.servers and config.embedded_server is None:
         raise ConfigError(

@@ -18,6 +18,10 @@ deprecation line, through `Key`:
 
     mean_interval_seconds: Annotated[float, DURATION, Key("mean_interval")] = 3600.0
     max_bytes: Annotated[int, SIZE, Key("max_bytes", old="budget")] = 256 * 1024 * 1024
+
+Files are read with `read_yaml_file`, which bounds what a hostile or broken file can cost: at
+most `MAX_CONFIG_BYTES` of text and `MAX_YAML_NODES` nodes once aliases are expanded (a
+"billion laughs" file of a few hundred bytes would otherwise expand to gigabytes).
 """
 
 from __future__ import annotations
@@ -25,10 +29,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
 
 from netprobe.errors import ConfigError
 from netprobe.units import UnitError, parse_rate, parse_size
@@ -41,8 +49,69 @@ RATE = "rate"
 SIZE = "size"
 DURATION = "duration"
 
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_YAML_NODES = 100_000  # a large configuration has a few hundred
+
+# a value quoted in an error: enough to recognise it, never the whole of a huge one
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel = 2
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def read_yaml_file(path: Path) -> Any:
+    """The YAML document in `path`, bounded in size and alias expansion, or one-line ConfigError."""
+    file = str(path)
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or type(exc).__name__}", file=file) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"larger than {MAX_CONFIG_BYTES // 1024} KiB, not a configuration", file=file
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", file=file) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"more than {MAX_YAML_NODES} YAML nodes once aliases are expanded "
+                "(nested aliases?)",
+                file=file,
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}{_SHORT.repr(problem)[1:-1]}", file=file) from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(root: yaml.Node) -> int:
+    """Nodes of the document with every alias expanded, counted up to just past the bound."""
+    count, pending = 0, [root]
+    while pending and count <= MAX_YAML_NODES:
+        node = pending.pop()
+        count += 1
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                pending.extend((key, value))
+    return count
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -144,7 +213,7 @@ def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
             return _CONVERTERS[unit](value)
         except (UnitError, TypeError):
             raise ConfigError(
-                f"expected {_EXPECTED[unit]}, got {value!r}", file=file, key=key
+                f"expected {_EXPECTED[unit]}, got {_SHORT.repr(value)}", file=file, key=key
             ) from None
     if dataclasses.is_dataclass(hint):
         return build(hint, value, file=file, key=key)  # type: ignore[arg-type]
@@ -162,7 +231,9 @@ def _convert(hint: Any, value: Any, file: str, key: str) -> Any:
         choices = get_args(hint)
         if value not in choices:
             raise ConfigError(
-                f"expected one of {', '.join(map(str, choices))}, got {value!r}", file=file, key=key
+                f"expected one of {', '.join(map(str, choices))}, got {_SHORT.repr(value)}",
+                file=file,
+                key=key,
             )
         return value
     return _scalar(hint, value, file, key)
@@ -185,7 +256,9 @@ def _scalar(hint: Any, value: Any, file: str, key: str) -> Any:
         return value
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     raise ConfigError(
-        f"expected {expected.get(hint, hint)}, got {_kind(value)} {value!r}", file=file, key=key
+        f"expected {expected.get(hint, hint)}, got {_kind(value)} {_SHORT.repr(value)}",
+        file=file,
+        key=key,
     )
 
 

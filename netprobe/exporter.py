@@ -34,14 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import yaml
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from netprobe import __version__
-from netprobe.configschema import build
+from netprobe.configschema import build, read_yaml_file
 from netprobe.errors import ConfigError, cannot_listen
 from netprobe.events import Event
 
@@ -98,12 +97,7 @@ class WebConfig:
 def load_web_config(path: Path) -> WebConfig:
     """Read and check a web-config file; file paths in it are taken from its folder."""
     file = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=file) from None
-    except yaml.YAMLError:
-        raise ConfigError("not valid YAML", file=file) from None
+    data = read_yaml_file(path)
     config = build(WebConfig, data, file=file)
     for user, hashed in config.basic_auth_users.items():
         if not hashed.startswith(("$2a$", "$2b$", "$2y$")):

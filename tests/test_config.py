@@ -3,6 +3,7 @@ the file and the key (blackbox_exporter's testdata style: the file name says wha
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -44,7 +45,9 @@ BAD = {
     ),
     "missing-contract-download.yml": ("missing-contract-download.yml", "contract.download"),
     "missing-contract.yml": ("missing-contract.yml", "contract"),
+    "nested-aliases-billion-laughs.yml": ("nested-aliases-billion-laughs.yml", "aliases"),
     "no-servers.yml": ("no-servers.yml", "servers"),
+    "rate-of-five-thousand-digits.yml": ("rate-of-five-thousand-digits.yml", "contract.download"),
     "server-url-without-scheme.yml": ("server-url-without-scheme.yml", "servers[0]: url"),
     "servers-not-a-list.yml": ("servers-not-a-list.yml", "servers"),
     "top-level-is-a-list.yml": ("top-level-is-a-list.yml", "expected a mapping"),
@@ -79,6 +82,9 @@ def test_bad_config_exits_2_with_one_line_naming_file_and_key(name: str) -> None
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     assert file in lines[0] and key in lines[0], lines[0]
+    assert len(lines[0]) < 300 + len(str(TESTDATA / name)), lines[
+        0
+    ]  # short, however long the value
 
 
 @pytest.mark.parametrize(
@@ -129,3 +135,45 @@ def test_peak_window_may_cross_midnight() -> None:
     assert night.is_peak(datetime(2026, 1, 1, 0, 30, tzinfo=UTC), UTC)
     assert night.is_peak(datetime(2026, 1, 1, 22, 0, tzinfo=UTC), UTC)
     assert not night.is_peak(datetime(2026, 1, 1, 1, 0, tzinfo=UTC), UTC)
+
+
+def test_a_file_over_1_mib_is_refused_without_being_read_whole(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yml"
+    huge.write_text("# padding\n" * (110 * 1024))
+    result = CliRunner().invoke(app, ["config", "check", str(huge)])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"netprobe: error: {huge}: larger than 1024 KiB, not a configuration"
+    )
+
+
+PEAK_MEMORY = """
+import atexit, resource, runpy, sys
+atexit.register(lambda: print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))
+sys.argv = ["netprobe", "config", "check", sys.argv[1]]
+runpy.run_module("netprobe", run_name="__main__")
+"""
+
+
+def peak_memory_kib(path: Path) -> tuple[int, str]:
+    """`netprobe config check PATH` in a process of its own, capped at 2 GiB of address space."""
+    cap_bytes = 2 * 1024**3
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes)),
+    )
+    *message, peak = done.stderr.strip().splitlines()
+    assert done.returncode == (0 if path.name.startswith("good") else 2), done.stderr
+    return int(peak), "\n".join(message)
+
+
+def test_nested_aliases_cost_no_more_memory_than_a_good_file() -> None:
+    good_kib, _ = peak_memory_kib(TESTDATA / "good-minimal.yml")
+    bomb_kib, message = peak_memory_kib(TESTDATA / "nested-aliases-billion-laughs.yml")
+    assert "nested aliases" in message and len(message) < 300, message[:300]
+    assert bomb_kib < good_kib + 20 * 1024, (good_kib, bomb_kib)  # within 20 MiB of a good file

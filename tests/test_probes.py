@@ -258,6 +258,7 @@ def test_openwrt_store_copy_to_flash_is_consistent_bounded_and_restored(tmp_path
     ram, flash = tmp_path / "ram", tmp_path / "flash"
     ram.mkdir()
     (ram / "probe-id").write_text("router-7\n")
+    (ram / "baidu-token.json").write_text("{}")  # a rotated drive token, say
     store = sqlite3.connect(ram / "results.db")
     store.execute("PRAGMA journal_mode=WAL")
     store.execute("CREATE TABLE t (n INTEGER)")
@@ -271,6 +272,7 @@ def test_openwrt_store_copy_to_flash_is_consistent_bounded_and_restored(tmp_path
     once()
     assert sqlite_rows(flash / "results.db") == list(range(100))
     assert (flash / "probe-id").read_text() == "router-7\n"
+    assert (flash / "baidu-token.json").exists() and not (flash / "results.db-wal").exists()
     written = (flash / "results.db").stat().st_mtime_ns
     time.sleep(0.05)
     once()  # nothing changed: nothing written to flash
@@ -287,6 +289,7 @@ def test_openwrt_store_copy_to_flash_is_consistent_bounded_and_restored(tmp_path
     subprocess.run(["sh", str(persist), "restore", str(fresh), str(flash)], check=True, env=env)
     assert sqlite_rows(fresh / "results.db") == list(range(101))
     assert (fresh / "probe-id").read_text() == "router-7\n"
+    assert sorted(p.name for p in fresh.iterdir()) == ["baidu-token.json", "probe-id", "results.db"]
     (flash / "probe-id").write_text("other\n")
     subprocess.run(["sh", str(persist), "restore", str(fresh), str(flash)], check=True, env=env)
     assert (fresh / "probe-id").read_text() == "router-7\n"
@@ -434,16 +437,11 @@ def wheelhouse(docker_context: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.slow
 def test_dockerfile_install_steps_build_an_agent_that_passes_the_healthcheck(
-    docker_context: Path, tmp_path: Path
+    docker_context: Path, wheelhouse: Path, tmp_path: Path
 ) -> None:
     scripts = docker_context / "probes" / "docker"
-    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
-    clean_env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    subprocess.run(
-        ["sh", str(scripts / "build-wheels.sh"), str(docker_context), str(wheels)],
-        check=True,
-        env=clean_env,
-    )
+    wheels, venv = wheelhouse, tmp_path / "venv"  # build-wheels.sh's output, made once
+    clean_env = CLEAN_ENV
     built = {w.name.split("-")[0].lower() for w in wheels.glob("*.whl")}
     pinned = {
         line.split("==")[0].lower() for line in (wheels / "debian-pins.txt").read_text().split()
@@ -454,6 +452,7 @@ def test_dockerfile_install_steps_build_an_agent_that_passes_the_healthcheck(
     subprocess.run(
         ["sh", str(scripts / "install-venv.sh"), str(wheels), str(venv)], check=True, env=clean_env
     )
+    assert not (venv / "bin" / "pip").exists()  # pip ran from its wheel and was not kept
 
     port = free_port()
     config = yaml.safe_load((scripts / "agent.yml").read_text())

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import itertools
 import logging
 import math
 import ssl
 import struct
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from netprobe.configschema import build
 from netprobe.errors import ConfigError
+from netprobe.push.clockjump import JumpGuard
 from netprobe.push.config import PushConfig
 from netprobe.push.outbox import Outbox, canonical_labels
 from netprobe.push.pusher import Pusher, scrape
@@ -463,3 +466,125 @@ def untrusted_failures(pusher: Pusher) -> float:
         for s in f.samples
         if s.labels.get("reason") == "transport"
     )
+
+
+# -- clock jumps ------------------------------------------------------------------------------
+
+FIVE_YEARS_SECONDS = 5 * 365 * 86400.0
+
+
+class ScriptedClock:
+    """A wall clock `offset(n)` seconds off the monotonic clock while scrape n is taken."""
+
+    def __init__(self, counter: ScrapeCounter, offset: Callable[[int], float]) -> None:
+        self._counter = counter
+        self._offset = offset
+
+    def __call__(self) -> float:
+        return time.time() + self._offset(self._counter.count + 1)
+
+
+def test_jump_guard_drops_a_glitch_and_follows_a_confirmed_jump() -> None:
+    guard: JumpGuard[int] = JumpGuard(tolerance_seconds=10.0, confirmations=3)
+    assert guard.check(0.0, 1, behind_queue=False).release == [1]
+    assert guard.check(1e8, 2, behind_queue=False).release == []  # a glitch ahead...
+    verdict = guard.check(0.5, 3, behind_queue=False)  # ...refuted by the next scrape
+    assert (verdict.release, verdict.dropped) == ([3], [2])
+    for held in (4, 5):  # a jump back, confirmed by the third scrape on the new clock
+        assert guard.check(-1e8, held, behind_queue=True).release == []
+    verdict = guard.check(-1e8 + 2, 6, behind_queue=True)
+    assert (verdict.release, verdict.dropped, verdict.confirmed) == ([4, 5, 6], [], True)
+    assert guard.check(-1e8 + 3, 7, behind_queue=False).release == [7]
+
+
+@pytest.mark.parametrize(
+    ("offset", "lost"),
+    [
+        # one scrape stamped five years ahead (the issue): it alone is dropped, never sent
+        (lambda n: FIVE_YEARS_SECONDS if n == 4 else 0.0, {4}),
+        # a clock five years ahead that NTP steps back after scrape 5: followed from scrape 6 on
+        (lambda n: FIVE_YEARS_SECONDS if n <= 5 else 0.0, set()),
+        # a Pi booted with yesterday's fake-hwclock time, set by NTP after scrape 5: nothing lost
+        (lambda n: -86400.0 if n <= 5 else 0.0, set()),
+    ],
+    ids=["glitch-ahead", "ahead-then-back", "behind-then-set"],
+)
+async def test_pusher_recovers_from_clock_jumps_either_way(
+    receiver: Receiver, tmp_path: Path, offset: Callable[[int], float], lost: set[int]
+) -> None:
+    counter = ScrapeCounter()
+    registry = CollectorRegistry()
+    registry.register(counter)
+    pusher = Pusher(
+        fast(receiver.url),
+        registry,
+        store_path=str(tmp_path / "s.sqlite"),
+        probe_id="p1",
+        clock=ScriptedClock(counter, offset),
+    )
+    await push_until(pusher, lambda: 12.0 in receiver.values("netprobe_test_scrapes"))
+    values = receiver.values("netprobe_test_scrapes")
+    expected = [float(n) for n in range(1, 13) if n not in lost]
+    assert values[: len(expected)] == expected
+    stamps = [
+        stamp
+        for request in receiver.bodies
+        for series_labels, samples in request
+        if ("__name__", "netprobe_test_scrapes") in series_labels
+        for stamp, _ in samples
+    ]
+    late = [(a, b) for a, b in itertools.pairwise(stamps) if b <= a]
+    # the receiver sees time order except once, across a jump back it had already been sent
+    assert len(late) <= (1 if offset(1) > 0 and not lost else 0), late
+    dropped = {
+        s.labels["reason"]: s.value
+        for f in pusher.collect()
+        for s in f.samples
+        if f.name == "netprobe_push_dropped_samples"
+    }
+    assert dropped.get("clock_jump", 0) == 2 * len(lost)  # the glitch scrape: its sample and `up`
+
+
+async def test_no_scrape_is_stamped_before_the_clock_is_plausible(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    synced_at = time.monotonic() + 0.5  # a Pi in 1970 until NTP answers
+
+    def clock() -> float:
+        return time.time() - (1.7e9 if time.monotonic() < synced_at else 0.0)
+
+    pusher = Pusher(
+        fast(receiver.url),
+        counting_registry(),
+        store_path=str(tmp_path / "s.sqlite"),
+        probe_id="p1",
+        clock=clock,
+    )
+    await push_until(pusher, lambda: 3.0 in receiver.values("netprobe_test_scrapes"))
+    assert receiver.values("netprobe_test_scrapes")[:3] == [1.0, 2.0, 3.0]
+    stamps = [
+        stamp for request in receiver.bodies for _, samples in request for stamp, _ in samples
+    ]
+    assert min(stamps) > (time.time() - 60) * 1000
+
+
+async def test_outbox_stamped_ahead_before_a_restart_is_dropped_then_pushing_resumes(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "s.sqlite")
+    outbox = Outbox.open(path)
+    ahead_ms = int((time.time() + FIVE_YEARS_SECONDS) * 1000)
+    outbox.enqueue(
+        ahead_ms, [(labels("netprobe_test_scrapes"), 0.0)], max_age_ms=10**12, max_samples=100
+    )
+    outbox.close()
+    pusher = Pusher(fast(receiver.url), counting_registry(), store_path=path, probe_id="p1")
+    await push_until(pusher, lambda: 5.0 in receiver.values("netprobe_test_scrapes"))
+    assert receiver.values("netprobe_test_scrapes")[:5] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    dropped = {
+        s.labels["reason"]: s.value
+        for f in pusher.collect()
+        for s in f.samples
+        if f.name == "netprobe_push_dropped_samples"
+    }
+    assert dropped == {"clock_backwards": 1}

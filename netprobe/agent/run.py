@@ -26,7 +26,7 @@ from netprobe.errors import StoreError
 from netprobe.events import HoldResult, Sink, result_event
 from netprobe.i18n import _
 from netprobe.measure.line import backend_for, measure_line
-from netprobe.results import Conditions, DirectionResult, LineResult, Server, new_id
+from netprobe.results import Conditions, DirectionResult, LineResult, Server, new_id, public_url
 from netprobe.store import Store
 
 log = logging.getLogger(__name__)
@@ -197,4 +197,5 @@ def server_name(target: ServerConfig | dict[str, Any]) -> str:
             target.get("url", ""),
         )
     )
+    url = public_url(url)  # a log line is no place for a password or a token in the URL
     return f"{name} ({url})" if name else url

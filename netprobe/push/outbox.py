@@ -11,7 +11,8 @@ commit per interval; label sets are stored once in `push_series` and referred to
     outbox.remove(batch)
 
 Rows leave in insertion order, and a scrape older than the newest queued one is refused, so
-every series goes out in time order across outages and restarts.
+every series goes out in time order across outages and restarts. After a confirmed backwards
+clock jump, `reanchor` drops the queued scrapes stamped by the clock that was ahead.
 """
 
 from __future__ import annotations
@@ -91,6 +92,31 @@ class Outbox:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def newest_ms(self) -> int | None:
+        """The stamp of the newest queued scrape, if any."""
+        return self._newest_ms
+
+    def reanchor(self, timestamp_ms: int) -> Trimmed:
+        """Drop queued scrapes stamped at or after `timestamp_ms`: the clock was ahead then."""
+        trimmed = Trimmed()
+        try:
+            with self._db:
+                (ahead,) = self._db.execute(
+                    "SELECT COALESCE(SUM(sample_count), 0) FROM push_outbox WHERE timestamp_ms >= ?",
+                    (timestamp_ms,),
+                ).fetchone()
+                self._db.execute("DELETE FROM push_outbox WHERE timestamp_ms >= ?", (timestamp_ms,))
+                self.queued_samples -= ahead
+                self._forget_unused_series()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot drop samples stamped ahead from the outbox: {exc}") from None
+        finally:
+            self._forget_cached_ids()
+            self._count_queued()
+        trimmed.add("clock_backwards", ahead)
+        return trimmed
 
     def enqueue(
         self,

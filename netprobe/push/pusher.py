@@ -26,9 +26,11 @@ import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
+from netprobe.agent.clock import EARLIEST_PLAUSIBLE
 from netprobe.errors import StoreError
 from netprobe.events import ResultObserver
 from netprobe.push.client import RemoteWriteClient, Verdict
+from netprobe.push.clockjump import JumpGuard
 from netprobe.push.config import PushConfig
 from netprobe.push.outbox import Batch, Outbox, SeriesLabels, Trimmed, canonical_labels
 from netprobe.push.snappy import compress
@@ -36,6 +38,13 @@ from netprobe.push.writerequest import encode_write_request
 
 log = logging.getLogger("netprobe.push")
 T = TypeVar("T")
+
+# The wall clock may move this far against the monotonic clock between scrapes (NTP slews at
+# most 0.5 ms/s) before a scrape counts as stamped after a jump; that many consecutive scrapes
+# confirm a jump, fewer were a glitch.
+CLOCK_TOLERANCE_SECONDS = 10.0
+CLOCK_CONFIRMATIONS = 3
+Scrape = tuple[int, list[tuple[SeriesLabels, float]]]  # (timestamp_ms, samples)
 
 # prometheus_client adds a `_created` sample to counters, histograms and summaries: a
 # start-time gauge that Prometheus itself does not ingest from text scrapes.
@@ -57,12 +66,17 @@ class Pusher(ResultObserver):
         store_path: str,
         probe_id: str,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
         self._store_path = store_path
         self._clock = clock
+        self._monotonic = monotonic
+        self._jumps: JumpGuard[Scrape] = JumpGuard(
+            tolerance_seconds=CLOCK_TOLERANCE_SECONDS, confirmations=CLOCK_CONFIRMATIONS
+        )
         self._rng = rng or random.Random()
         self._external_labels = {
             "job": "netprobe",
@@ -79,6 +93,7 @@ class Pusher(ResultObserver):
         self._dropped_samples: dict[str, int] = {}
         self._last_success: float | None = None
         self._failing = False
+        self._clock_implausible = False
 
     async def run(self) -> None:
         """Scrape and send until cancelled; the outbox keeps whatever is not yet acknowledged."""
@@ -87,7 +102,10 @@ class Pusher(ResultObserver):
             self._outbox = await self._in_store(Outbox.open, self._store_path)
             if self._outbox.queued_samples:
                 log.info("push: %d samples queued before the restart", self._outbox.queued_samples)
-                self._queued.set()
+                newest_ms = self._outbox.newest_ms
+                # stamped ahead of the clock: the scrapes to come tell a jump back from a glitch
+                if newest_ms is None or newest_ms <= self._clock() * 1000:
+                    self._queued.set()
             async with aiohttp.ClientSession() as session:
                 client = RemoteWriteClient(self._config, session)
                 await asyncio.gather(self._scrape_loop(), self._send_loop(client))
@@ -114,7 +132,8 @@ class Pusher(ResultObserver):
         yield failures
         dropped = CounterMetricFamily(
             "netprobe_push_dropped_samples_total",
-            "Samples given up on: rejected by the receiver, expired, outbox overflow, clock.",
+            "Samples given up on: rejected by the receiver, expired, outbox overflow, "
+            "stamped before a clock jump back (clock_backwards) or by a clock glitch (clock_jump).",
             labels=["reason"],
         )
         for reason, count in sorted(self._dropped_samples.items()):
@@ -155,26 +174,56 @@ class Pusher(ResultObserver):
         self._new_result.set()
 
     async def _scrape_once(self) -> None:
-        timestamp_ms = int(self._clock() * 1000)
+        now = self._clock()
+        offset_seconds = now - self._monotonic()
+        timestamp_ms = int(now * 1000)
+        if now < EARLIEST_PLAUSIBLE.timestamp():  # a Pi without RTC before NTP: 1970 or so
+            if not self._clock_implausible:
+                log.warning("push: the clock is not plausible yet; scrapes wait for time sync")
+            self._clock_implausible = True
+            return
+        self._clock_implausible = False
         samples = scrape(self._registry, self._external_labels)
         # what a Prometheus scrape of this probe would record: the fleet dashboard counts probes
         # by `up`, and a probe that stops pushing goes stale there like a target that is down
         samples.append((canonical_labels({**self._external_labels, "__name__": "up"}.items()), 1.0))
         assert self._outbox is not None
-        try:
-            trimmed = await self._in_store(
-                self._outbox.enqueue,
-                timestamp_ms,
-                samples,
-                max_age_ms=int(self._config.max_outbox_age * 1000),
-                max_samples=self._config.max_outbox_samples,
+        newest_ms = self._outbox.newest_ms
+        holding = self._jumps.holding
+        verdict = self._jumps.check(
+            offset_seconds,
+            (timestamp_ms, samples),
+            behind_queue=newest_ms is not None and timestamp_ms <= newest_ms,
+        )
+        if verdict.dropped:
+            dropped = sum(len(held) for _, held in verdict.dropped)
+            self._count(self._dropped_samples, "clock_jump", dropped)
+            log.warning("push: dropped %d samples stamped by a wall-clock glitch", dropped)
+        if not holding and self._jumps.holding:
+            log.warning(
+                "push: the wall clock jumped; holding scrapes until %d in a row confirm it",
+                CLOCK_CONFIRMATIONS,
             )
+        try:
+            if verdict.confirmed:
+                log.warning("push: the wall-clock jump is confirmed; queueing by the new clock")
+                first_ms = verdict.release[0][0]
+                self._count_trimmed(await self._in_store(self._outbox.reanchor, first_ms))
+            for release_ms, release_samples in verdict.release:
+                trimmed = await self._in_store(
+                    self._outbox.enqueue,
+                    release_ms,
+                    release_samples,
+                    max_age_ms=int(self._config.max_outbox_age * 1000),
+                    max_samples=self._config.max_outbox_samples,
+                )
+                self._count_trimmed(trimmed)
         except StoreError as exc:
             self._count(self._failures, "store", 1)
             log.warning("push: %s", exc)
             return
-        self._count_trimmed(trimmed)
-        self._queued.set()
+        if verdict.release:
+            self._queued.set()
 
     async def _send_loop(self, client: RemoteWriteClient) -> None:
         attempt = 0

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Build netprobe and the dependencies Debian does not provide as wheels:
+# Build netprobe and the dependencies Debian does not provide as wheels, plus pip's own wheel
+# (install-venv.sh runs pip from it, so the installed venv needs no pip):
 #   build-wheels.sh SOURCE_DIR WHEEL_DIR
 # Debian's builds of cffi, psutil and PyYAML (python3-cffi, python3-psutil, python3-yaml; PyPI
 # has no armv7 wheel of them) are used as they are when this Python has them, so nothing here
@@ -28,4 +29,6 @@ for item in json.load(open(sys.argv[1]))["install"]:
 PY
 "$work/venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-cache-dir \
     --no-deps --wheel-dir "$wheel_dir" --requirement "$work/requirements.txt" "$source_dir"
+"$work/venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
+    --dest "$wheel_dir" pip
 cp "$work/pins.txt" "$wheel_dir/debian-pins.txt"
