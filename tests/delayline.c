@@ -275,7 +275,8 @@ int main(int argc, char **argv) {
         down_ms < 0 || jitter_ms < 0)
         usage();
 
-    prctl(PR_SET_TIMERSLACK, 1UL); /* wake when asked, not up to 50 us later */
+    prctl(PR_SET_TIMERSLACK, 1UL);     /* wake when asked, not up to 50 us later */
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a test process killed outright takes the line along */
     if (realtime) {                /* a busy machine must not make the line late; best effort */
         struct sched_param param = {.sched_priority = 10};
         if (sched_setscheduler(0, SCHED_FIFO, &param) != 0)

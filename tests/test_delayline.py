@@ -52,21 +52,35 @@ def test_one_stream_with_a_small_window_runs_at_window_over_round_trip(make_lab)
     )
 
 
+def udp_receive_buffer_errors(netns: str) -> int:
+    """Datagrams the kernel dropped in `netns` because a socket's buffer was full."""
+    header, values = [
+        line.split()
+        for line in run("cat", "/proc/net/snmp", netns=netns).splitlines()
+        if line.startswith("Udp:")
+    ][:2]
+    return int(values[header.index("RcvbufErrors")])
+
+
 def test_udp_loss_is_the_set_loss(make_lab) -> None:
     lab = make_lab(down="200Mbit", rtt_ms=2, loss=0.05)
     lab.start_iperf3_server()
     lab.wait_for_iperf3_idle()
-    # 40,000 datagrams: the binomial spread of 5 % loss is 2 % of it, the tolerance 10 %.
+    overflowed = udp_receive_buffer_errors(lab.netns)
+    # 24,000 datagrams: the binomial spread of 5 % loss is 3 % of it, the tolerance 10 %.
     report = json.loads(
         run(
-            *("iperf3", "-c", lab.server_ip, "-J", "-u", "-b", "40M", "-l", "500", "-t", "4"),
+            *("iperf3", "-c", lab.server_ip, "-J", "-u", "-b", "16M", "-l", "500", "-t", "6"),
             check=False,
         )
     )
     assert "error" not in report, report["error"]
     total = report["end"]["sum"]
-    assert total["packets"] > 30_000
-    assert total["lost_percent"] / 100 == pytest.approx(0.05, rel=0.10), total
+    assert total["packets"] > 20_000
+    # A receiver starved of CPU on a busy machine drops datagrams itself; the kernel counts them.
+    overflowed = udp_receive_buffer_errors(lab.netns) - overflowed
+    lost = (total["lost_packets"] - overflowed) / total["packets"]
+    assert lost == pytest.approx(0.05, rel=0.10), (total, overflowed)
     stats = lab.delay_stats()
     assert stats["up"]["dropped"] == 0  # every loss was the random one asked for
     assert stats["up"]["lost"] / (stats["up"]["lost"] + stats["up"]["packets"]) == pytest.approx(
@@ -83,3 +97,26 @@ def test_the_line_carries_far_more_than_the_shaped_rates(make_lab) -> None:
     assert carried * 8 >= 150e6, f"{carried * 8 / 1e6:.0f} Mbit/s"
     stats = lab.delay_stats()
     assert stats["down"]["packets"] > 0 and stats["down"]["bytes"] >= carried * 3
+
+
+@pytest.mark.parametrize("reorder", [False, True], ids=["in-order", "reordering"])
+def test_jitter_spreads_the_delay_and_keeps_order_unless_asked(make_lab, reorder) -> None:
+    lab = make_lab(down="200Mbit", rtt_ms=20, jitter_ms=4, reorder=reorder)
+    lab.start_iperf3_server()
+    lab.wait_for_iperf3_idle()
+    # 1000 datagrams a second, 1 ms apart: a ±4 ms jitter would swap many of them. Received
+    # here (-R), so that iperf3 counts the datagrams out of order itself.
+    report = json.loads(
+        run(
+            *("iperf3", "-c", lab.server_ip, "-J", "-R", "-u", "-b", "4M", "-l", "500", "-t", "2"),
+            check=False,
+        )
+    )
+    assert "error" not in report, report["error"]
+    (stream,) = report["end"]["streams"]
+    out_of_order = stream["udp"]["out_of_order"]
+    assert stream["udp"]["jitter_ms"] > 0.5  # iperf3's own jitter estimate sees the spread
+    if reorder:
+        assert out_of_order > 100, stream["udp"]
+    else:
+        assert out_of_order == 0, stream["udp"]
