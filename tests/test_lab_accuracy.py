@@ -4,6 +4,7 @@ same test run, both directions, symmetric and asymmetric links."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,35 @@ def test_within_two_percent_of_iperf3(make_lab, down, up):
         # and the figure is TCP payload on the shaped rate: about 95.6 % of it
         shaped = lab.down if measured.direction == "download" else lab.up
         assert 0.90 < measured.bytes_per_second * 8 / float(shaped.removesuffix("Mbit")) / 1e6 < 1
+
+
+def test_total_bytes_are_the_bytes_that_crossed_the_link(make_lab):
+    """What a test reports as total_bytes is what it moved (the data budget and the cross-traffic
+    gate count on it): nothing keeps going out after the test, on a slow, bloated uplink too."""
+    lab = make_lab(down="20Mbit", up="5Mbit")
+    lab.start_netprobe_server()
+
+    def crossed(direction: str) -> int:
+        side = "rx" if direction == "download" else "tx"
+        return int(
+            (Path("/sys/class/net") / lab.client_if / "statistics" / f"{side}_bytes").read_text()
+        )
+
+    async def measure(direction: str) -> tuple[int, int, int]:
+        backend = NativeBackend(lab.netprobe_url)
+        await backend.connect()
+        before = crossed(direction)
+        result = await backend.measure(direction, EngineOptions(streams=2, duration_seconds=1))
+        returned = crossed(direction)
+        await asyncio.sleep(1.0)
+        assert result.ok, result.error
+        return result.total_bytes, returned - before, crossed(direction) - before
+
+    for direction in ("download", "upload"):
+        total, at_return, later = asyncio.run(measure(direction))
+        # Headers on top of the payload (the gate allows 7 %, and 5 % of the rate beyond).
+        assert total <= at_return < 1.12 * total, direction
+        assert later - at_return < 0.01 * total, direction  # no unsent buffer draining after
 
 
 def test_the_defaults_stop_early_and_stay_accurate(make_lab):

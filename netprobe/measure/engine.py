@@ -45,7 +45,7 @@ class ByteCounter:
     set, gives (RTT under load, minimum RTT) seconds: whether a queue stands at the bottleneck.
     """
 
-    __slots__ = ("by_kernel", "bytes", "peak", "rtts", "source", "wire_bytes")
+    __slots__ = ("by_kernel", "bytes", "moved_bytes", "peak", "rtts", "source")
 
     def __init__(self) -> None:
         self.bytes = 0
@@ -53,7 +53,9 @@ class ByteCounter:
         self.rtts: Callable[[], tuple[float, float] | None] | None = None
         self.by_kernel = False  # the last read came from the kernel's count
         self.peak = 0
-        self.wire_bytes: int | None = None  # what the stream put on the line, told at its end
+        # Set by the stream as it drops its connection: all the payload the link carries for
+        # it, what crosses after the last sample included (the test's cost, `total_bytes`).
+        self.moved_bytes: int | None = None
 
     def add(self, n: int) -> None:
         self.bytes += n
@@ -62,8 +64,8 @@ class ByteCounter:
         """What this stream put on the line, for quotas and the cross-traffic gate: an upload's
         bytes still queued at the stop cross the link after it and are the test's own. Without
         the kernel's figure, everything written (an upper bound)."""
-        if self.wire_bytes is not None:
-            return max(self.wire_bytes, self.peak)
+        if self.moved_bytes is not None:
+            return max(self.moved_bytes, self.peak)
         return max(self.bytes, self.peak)
 
     def read(self) -> int:

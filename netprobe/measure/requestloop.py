@@ -47,7 +47,10 @@ async def download_loop(
     """GET `path` again and again until `stop`; a stopped request dies with the connection."""
     counter.source = conn.received_payload
     counter.rtts = conn.receiving_rtts
-    await _until_stopped(lambda: conn.download(path, counter.add), "the download", stop)
+    try:
+        await _until_stopped(lambda: conn.download(path, counter.add), "the download", stop)
+    finally:
+        counter.moved_bytes = conn.received_payload()  # what arrived after the last sample too
 
 
 async def upload_loop(
@@ -72,7 +75,7 @@ async def upload_loop(
     try:
         await _until_stopped(post, "the upload", stop)
     finally:
-        counter.wire_bytes = conn.sent_payload()
+        counter.moved_bytes = conn.sent_payload()  # sent, not yet acknowledged: it still goes out
 
 
 async def _until_stopped(
