@@ -287,24 +287,35 @@ class ConnectionDeadlines:
         self.idle_seconds = idle_seconds
         self._requests: dict[asyncio.BaseTransport, int] = {}
         self._busy: set[asyncio.BaseTransport] = set()
+        self._timers: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
 
     def watch(self, transport: asyncio.BaseTransport) -> None:
         """Called when a connection is made."""
         self._requests[transport] = 0
         self._arm(transport, self.header_seconds)
 
+    def forget(self, transport: asyncio.BaseTransport) -> None:
+        """Called when a connection is lost: its timer would otherwise hold the closed
+        connection (socket, protocol, buffers) until it fires, so a burst of short connections
+        would keep them all alive for `header_seconds`."""
+        timer = self._timers.pop(transport, None)
+        if timer is not None:
+            timer.cancel()
+        self._requests.pop(transport, None)
+
     def _arm(self, transport: asyncio.BaseTransport, seconds: float) -> None:
         seen = self._requests.get(transport, 0)
-        asyncio.get_running_loop().call_later(seconds, self._check, transport, seen)
+        loop = asyncio.get_running_loop()
+        self._timers[transport] = loop.call_later(seconds, self._check, transport, seen)
 
     def _check(self, transport: asyncio.BaseTransport, seen: int) -> None:
         if transport.is_closing():
-            self._requests.pop(transport, None)
+            self.forget(transport)
             return
         if transport in self._busy or self._requests.get(transport, 0) != seen:
             self._arm(transport, self.idle_seconds)
             return
-        self._requests.pop(transport, None)
+        self.forget(transport)
         transport.close()
 
     @web.middleware
@@ -338,13 +349,20 @@ async def start_exporter(
     await runner.setup()
     server = runner.server
     assert server is not None
-    made = server.connection_made
+    made, lost = server.connection_made, server.connection_lost
 
     def connection_made(handler: Any, transport: asyncio.Transport) -> None:
         made(handler, transport)
         deadlines.watch(transport)
 
+    def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+        # The handler still has its transport here: aiohttp tells the server first.
+        if handler.transport is not None:
+            deadlines.forget(handler.transport)
+        lost(handler, exc)
+
     server.connection_made = connection_made  # type: ignore[method-assign]
+    server.connection_lost = connection_lost  # type: ignore[method-assign]
     try:
         await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
     except OSError as exc:
