@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from netprobe.agent.clock import EARLIEST_PLAUSIBLE, wait_for_clock
+from netprobe.agent.clock import wait_for_clock
 from netprobe.agent.main import Agent
 from netprobe.agent.metrics import AgentMetrics, AgentStatus
+from netprobe.clock import EARLIEST_PLAUSIBLE
 from netprobe.config import AgentConfig
 from netprobe.configschema import build
 from netprobe.store import Store

@@ -31,6 +31,7 @@ LAYERS: list[list[str]] = [
         "netprobe.secrets",
         "netprobe.configschema",
         "netprobe.peak",
+        "netprobe.clock",
     ],
     ["netprobe.units", "netprobe.i18n"],
     ["netprobe.errors"],

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from netprobe.agent.metrics import AgentStatus
+from netprobe.clock import EARLIEST_PLAUSIBLE
 
 log = logging.getLogger("netprobe.agent")
 
-EARLIEST_PLAUSIBLE = datetime(2026, 1, 1, tzinfo=UTC)
 CLOCK_WAIT_SECONDS = 600.0
 CLOCK_POLL_SECONDS = 5.0
 

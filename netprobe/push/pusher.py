@@ -26,7 +26,7 @@ import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from netprobe.agent.clock import EARLIEST_PLAUSIBLE
+from netprobe.clock import EARLIEST_PLAUSIBLE
 from netprobe.errors import StoreError
 from netprobe.events import ResultObserver
 from netprobe.push.client import RemoteWriteClient, Verdict
