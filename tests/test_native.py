@@ -33,10 +33,12 @@ async def settle() -> None:
 @pytest.mark.parametrize("direction", ["download", "upload"])
 async def test_a_cancelled_test_leaves_no_orphaned_errors(served, direction):
     backend, orphans = served
-    test = asyncio.create_task(
-        backend.measure(direction, EngineOptions(streams=4, max_bytes=10**12))
-    )
+    # A fixed 60 s window: the test is surely still running when it is cancelled (with the
+    # adaptive stop a loopback test can be over within the second).
+    options = EngineOptions(streams=4, max_bytes=10**12, duration_seconds=60.0)
+    test = asyncio.create_task(backend.measure(direction, options))
     await asyncio.sleep(1.0)
+    assert not test.done()
     test.cancel()
     with pytest.raises(asyncio.CancelledError):
         await test
