@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -131,8 +133,12 @@ class DevTools:
         ]
 
 
-async def open_in_chromium(page: Path, profile: Path) -> tuple[dict[str, Any], Any, DevTools]:
-    """Load `page`; its DOM state, the result of clicking a criterion, and the session."""
+@contextlib.asynccontextmanager
+async def chromium_page(
+    page: Path, profile: Path, domains: tuple[str, ...]
+) -> AsyncIterator[DevTools]:
+    """Headless Chromium with `page` loaded, driven over DevTools with `domains` enabled; the
+    browser is closed on the way out."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium is not None
     browser = subprocess.Popen(
@@ -153,26 +159,30 @@ async def open_in_chromium(page: Path, profile: Path) -> tuple[dict[str, Any], A
             target = next(t for t in targets if t["type"] == "page")
             async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as socket:
                 tools = DevTools(socket)
-                for domain in ("Runtime", "Log", "Page", "Network"):
+                for domain in domains:
                     await tools.call(f"{domain}.enable")
                 await tools.call("Page.navigate", url=page.as_uri())
                 await tools.wait_for("Page.loadEventFired")
-                state = await tools.call(
-                    "Runtime.evaluate", expression=PAGE_STATE, returnByValue=True
-                )
-                clicked = await tools.call(
-                    "Runtime.evaluate", expression=CLICK_FIRST_CRITERION, returnByValue=True
-                )
-                shot = await tools.call("Page.captureScreenshot", format="png")
-                (profile.parent / "report.png").write_bytes(base64.b64decode(shot["data"]))
+                yield tools
                 await tools.call("Browser.close")
-        return json.loads(state["result"]["value"]), clicked["result"]["value"], tools
     finally:
         try:
             browser.wait(timeout=20)
         except subprocess.TimeoutExpired:
             browser.kill()
             browser.wait()
+
+
+async def open_in_chromium(page: Path, profile: Path) -> tuple[dict[str, Any], Any, DevTools]:
+    """Load `page`; its DOM state, the result of clicking a criterion, and the session."""
+    async with chromium_page(page, profile, ("Runtime", "Log", "Page", "Network")) as tools:
+        state = await tools.call("Runtime.evaluate", expression=PAGE_STATE, returnByValue=True)
+        clicked = await tools.call(
+            "Runtime.evaluate", expression=CLICK_FIRST_CRITERION, returnByValue=True
+        )
+        shot = await tools.call("Page.captureScreenshot", format="png")
+        (profile.parent / "report.png").write_bytes(base64.b64decode(shot["data"]))
+    return json.loads(state["result"]["value"]), clicked["result"]["value"], tools
 
 
 async def lab_records() -> list[dict[str, Any]]:

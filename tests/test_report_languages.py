@@ -15,15 +15,13 @@ import base64
 import json
 import random
 import shutil
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from compliance_records import campaign, seal
-from test_report_html import CHROMIUM_FLAGS, DevTools, lab_records
+from test_report_html import DevTools, chromium_page, lab_records
 
 from netprobe.compliance.config import ComplianceConfig
 from netprobe.compliance.contract import Contract
@@ -83,59 +81,30 @@ async def render_in_chromium(
     page: Path, profile: Path, shot: Path
 ) -> tuple[dict[str, Any], list[str], DevTools]:
     """The page's glyph widths and sections, the font families used for its headings."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium is not None
-    browser = subprocess.Popen(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        for _ in range(600):
-            if port_file.exists() and port_file.read_text().count("\n") >= 1:
-                break
-            await asyncio.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/json/list") as response:
-                targets = await response.json()
-            target = next(t for t in targets if t["type"] == "page")
-            async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as socket:
-                tools = DevTools(socket)
-                for domain in ("Runtime", "Log", "Page", "Network", "DOM", "CSS"):
-                    await tools.call(f"{domain}.enable")
-                await tools.call("Page.navigate", url=page.as_uri())
-                await tools.wait_for("Page.loadEventFired")
-                state = await tools.call("Runtime.evaluate", expression=GLYPHS, returnByValue=True)
-                document = await tools.call("DOM.getDocument", depth=-1)
-                found = await tools.call(
-                    "DOM.querySelectorAll",
-                    nodeId=document["root"]["nodeId"],
-                    selector="h1, h2, th, .verdict, #period",
-                )
-                families: list[str] = []
-                for node in found["nodeIds"]:
-                    fonts = await tools.call("CSS.getPlatformFontsForNode", nodeId=node)
-                    families += [f["familyName"] for f in fonts["fonts"] if f["glyphCount"]]
-                metrics = await tools.call("Page.getLayoutMetrics")
-                height = metrics["cssContentSize"]["height"]
-                picture = await tools.call(
-                    "Page.captureScreenshot",
-                    format="jpeg",
-                    quality=60,
-                    captureBeyondViewport=True,
-                    clip={"x": 0, "y": 0, "width": 1200, "height": min(height, 4000), "scale": 0.6},
-                )
-                shot.write_bytes(base64.b64decode(picture["data"]))
-                await tools.call("Browser.close")
-        return json.loads(state["result"]["value"]), families, tools
-    finally:
-        try:
-            browser.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-            browser.wait()
+    domains = ("Runtime", "Log", "Page", "Network", "DOM", "CSS")
+    async with chromium_page(page, profile, domains) as tools:
+        state = await tools.call("Runtime.evaluate", expression=GLYPHS, returnByValue=True)
+        document = await tools.call("DOM.getDocument", depth=-1)
+        found = await tools.call(
+            "DOM.querySelectorAll",
+            nodeId=document["root"]["nodeId"],
+            selector="h1, h2, th, .verdict, #period",
+        )
+        families: list[str] = []
+        for node in found["nodeIds"]:
+            fonts = await tools.call("CSS.getPlatformFontsForNode", nodeId=node)
+            families += [f["familyName"] for f in fonts["fonts"] if f["glyphCount"]]
+        metrics = await tools.call("Page.getLayoutMetrics")
+        height = metrics["cssContentSize"]["height"]
+        picture = await tools.call(
+            "Page.captureScreenshot",
+            format="jpeg",
+            quality=60,
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": 1200, "height": min(height, 4000), "scale": 0.6},
+        )
+        shot.write_bytes(base64.b64decode(picture["data"]))
+    return json.loads(state["result"]["value"]), families, tools
 
 
 @pytest.fixture(scope="module")
