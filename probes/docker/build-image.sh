@@ -6,12 +6,16 @@
 #   sudo probes/docker/build-image.sh arm64           # or armhf (linux/arm/v7), under qemu
 #   BASE_IMAGE=debian:bookworm-slim probes/docker/build-image.sh   # a registry's base instead
 #
-# Prints the seconds each step took and the size of the image's own layers (what it adds to its
-# base). podman runs with --storage-driver vfs, --runtime runc and a containers.conf without
-# default ulimits (what works on this kind of host: crun refuses a hybrid cgroup layout), in a
-# storage of its own under WORKDIR (default /var/tmp/netprobe-image), so it never touches other
-# podman users' images. When pip's TLS goes through a local CA (CA_BUNDLE, default the system
-# bundle), that bundle is mounted into the build and pip pointed at it.
+# Prints the seconds each step took, the size of the image's own layers (what it adds to its
+# base) and, last, "image ID". podman runs with --storage-driver vfs, --runtime runc and a
+# containers.conf without default ulimits (what works on this kind of host: crun refuses a hybrid
+# cgroup layout), in a storage of its own under WORKDIR (default /var/tmp/netprobe-image): it never
+# sees, let alone removes, other podman users' images or containers. In that storage it keeps the
+# base, tagged by a hash of the mmdebstrap command that made it (a later run with the same inputs
+# reuses it), and the build's layer cache; it removes only images of its own that no tag names
+# any more (earlier builds of this script). One build at a time per storage (a lock). A failure
+# that looks like the network's (mirror or PyPI) is retried once. When pip's TLS goes through a
+# local CA (CA_BUNDLE, default the system bundle), that bundle is mounted into the build.
 set -euo pipefail
 
 arch="${1:-amd64}"
@@ -23,58 +27,97 @@ case "$arch" in
     amd64) platform="linux/amd64" ;;
     arm64) platform="linux/arm64" ;;
     armhf) platform="linux/arm/v7" ;;
-    *) echo "build-image.sh: ARCH must be amd64, arm64 or armhf, not $arch" >&2; exit 2 ;;
+    *) echo "build-image.sh: the architecture must be amd64, arm64 or armhf, not $arch" >&2; exit 2 ;;
 esac
 tag="localhost/netprobe:0.1.0-$arch"
 
 log() { echo "build-image[$arch]: $*"; }
+fail() { echo "build-image[$arch]: $*" >&2; exit 1; }
 elapsed() { echo "$(($(date +%s) - $1)) s"; }
 
+[ "$(id -u)" -eq 0 ] || fail "needs root (podman with its own storage, mmdebstrap)"
+for tool in podman runc flock; do
+    command -v "$tool" >/dev/null || fail "needs $tool (apt-get install podman runc util-linux)"
+done
+[ -n "${BASE_IMAGE:-}" ] || command -v mmdebstrap >/dev/null ||
+    fail "needs mmdebstrap to build the base (apt-get install mmdebstrap), or BASE_IMAGE"
+[ -r "$ca_bundle" ] || fail "no CA bundle at $ca_bundle (set CA_BUNDLE)"
+
 mkdir -p "$work"
+exec 9>"$work/lock"
+flock 9 # another build in this storage finishes first
 printf '[containers]\ndefault_ulimits = []\n' >"$work/containers.conf"
 pod() {
     CONTAINERS_CONF="$work/containers.conf" podman --root "$work/storage" \
         --runroot "$work/run" --storage-driver vfs --runtime runc "$@"
 }
 
+# A command that failed on what looks like the network (mirror mid-sync, a reset, a timeout, an
+# HTTP 5xx) runs once more; any other failure stops here with its last lines.
+transient='Temporary failure|Could not resolve|Connection (reset|refused|timed out)|timed out|Read ?timed ?out|Hash Sum mismatch|File has unexpected size|Failed to fetch|50[0-9] |Remote end closed|IncompleteRead|ProtocolError|No route to host|Network is unreachable'
+retry_once() {
+    local what="$1" output="$work/last-$arch.log"
+    shift
+    if "$@" 2>&1 | tee "$output"; then return 0; fi
+    if grep -Eq "$transient" "$output"; then
+        log "$what failed on what looks like a network error; retrying once in 30 s"
+        sleep 30
+        "$@" 2>&1 | tee "$output" && return 0
+    fi
+    fail "$what failed (full output above and in $output); last lines:
+$(tail -15 "$output")"
+}
+
 if [ "$arch" != amd64 ]; then
     qemu="qemu-arm"
     [ "$arch" = arm64 ] && qemu="qemu-aarch64"
+    command -v "$qemu-static" >/dev/null || fail "needs $qemu-static (apt-get install qemu-user-static)"
     [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
     [ -e "/proc/sys/fs/binfmt_misc/$qemu" ] || update-binfmts --enable "$qemu"
 fi
 
-# 1. the base: a registry's, or a slim bookworm root filesystem made with mmdebstrap
-base="${BASE_IMAGE:-localhost/netprobe-base:bookworm-$arch}"
-if [ -z "${BASE_IMAGE:-}" ] && ! pod image exists "$base"; then
+# 1. the base: a registry's, or a slim bookworm root filesystem made with mmdebstrap, kept in
+# the storage under a tag naming the hash of the very command that made it
+# shellcheck disable=SC2016  # "$1" is the hook's own argument, expanded by mmdebstrap
+bootstrap=(mmdebstrap --arch="$arch" --variant=minbase
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*'
+    --aptopt='APT::Install-Recommends "false"'
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*'
+    bookworm "deb $mirror bookworm main")
+key="$(printf '%s\n' "${bootstrap[@]}" | sha256sum | cut -c1-12)"
+base="${BASE_IMAGE:-localhost/netprobe-base:bookworm-$arch-$key}"
+if [ -z "${BASE_IMAGE:-}" ] && pod image exists "$base"; then
+    log "base $base already built (same mmdebstrap inputs): reused"
+elif [ -z "${BASE_IMAGE:-}" ]; then
     started=$(date +%s)
-    if [ ! -s "$work/base-$arch.tar" ]; then
-        log "building the bookworm base with mmdebstrap"
-        # as debian:bookworm-slim: no manuals, documentation or translations, no apt lists
-        # shellcheck disable=SC2016  # "$1" is the hook's own argument, expanded by mmdebstrap
-        mmdebstrap --arch="$arch" --variant=minbase \
-            --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
-            --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-            --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-            --aptopt='APT::Install-Recommends "false"' \
-            --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-            bookworm "$work/base-$arch.tar.part" "deb $mirror bookworm main"
-        mv "$work/base-$arch.tar.part" "$work/base-$arch.tar"
-    fi
+    log "building the bookworm base with mmdebstrap (as debian:bookworm-slim: no manuals,"
+    log "documentation or translations, no apt lists)"
+    rm -f "$work/base-$arch.tar"
+    # the last word is the mirror: mmdebstrap wants the output file before it
+    retry_once "mmdebstrap" "${bootstrap[@]:0:${#bootstrap[@]}-1}" "$work/base-$arch.tar" \
+        "${bootstrap[-1]}"
     pod import --arch "${platform#linux/}" "$work/base-$arch.tar" "$base" >/dev/null
     rm -f "$work/base-$arch.tar"
     log "base built and imported in $(elapsed "$started")"
+    # this script's bases for the same architecture from other inputs are of no more use
+    pod images --format '{{.Repository}}:{{.Tag}}' localhost/netprobe-base |
+        grep -E "^localhost/netprobe-base:bookworm-$arch(-|\$)" | grep -vx "$base" |
+        while read -r old; do pod rmi "$old" >/dev/null 2>&1 || true; done
 fi
 
 # 2. the image (--format docker keeps the HEALTHCHECK; OCI images have no such field)
 started=$(date +%s)
-pod build --format docker --platform "$platform" --network host \
+retry_once "podman build" pod build --format docker --platform "$platform" --network host \
     --build-arg BASE_IMAGE="$base" \
     --volume "$ca_bundle:/run/build-ca.crt:ro" \
     --build-arg PIP_CERT=/run/build-ca.crt --build-arg SSL_CERT_FILE=/run/build-ca.crt \
     --build-arg REQUESTS_CA_BUNDLE=/run/build-ca.crt \
     --tag "$tag" "$checkout"
 log "image built in $(elapsed "$started")"
+# earlier builds' images that no tag names any more (this storage holds only this script's)
+pod image prune --force >/dev/null
 
 # 3. its own layers: the image's size less its base's
 image_bytes="$(pod image inspect --format '{{.Size}}' "$tag")"
@@ -84,18 +127,18 @@ log "image $((image_bytes / 1000000)) MB on a $((base_bytes / 1000000)) MB base:
 # 4. it starts: the image's own demo configuration, no network but its loopback
 started=$(date +%s)
 name="netprobe-smoke-$$"
-pod run -d --name "$name" --network none --cap-drop all --cap-add NET_RAW "$tag" >/dev/null
 trap 'pod rm -f "$name" >/dev/null 2>&1 || true' EXIT
+pod run -d --name "$name" --network none --cap-drop all --cap-add NET_RAW "$tag" >/dev/null
 uid="$(pod exec "$name" id -u)"
-[ "$uid" != 0 ] || { log "the agent runs as root"; exit 1; }
-for _ in $(seq 1 120); do
+[ "$uid" != 0 ] || fail "the agent runs as root"
+for _ in $(seq 1 240); do
     if pod healthcheck run "$name" >/dev/null 2>&1; then
         log "running as uid $uid, HEALTHCHECK passing $(elapsed "$started") after the start"
-        pod exec "$name" netprobe version
+        log "netprobe version: $(pod exec "$name" netprobe version)"
+        log "image $(pod image inspect --format '{{.Id}}' "$tag")"
         exit 0
     fi
     sleep 1
 done
-log "HEALTHCHECK never passed"
-pod logs "$name" | tail -20
-exit 1
+pod logs "$name" 2>&1 | tail -20
+fail "the HEALTHCHECK never passed in 240 s (the agent's last log lines above)"
