@@ -2,7 +2,8 @@
 # Install everything the test suite needs on a Debian machine: the servers the tests run for
 # real (iperf3, Prometheus and promtool, Alertmanager and amtool, VictoriaMetrics and vmalert,
 # rclone, Chromium with CJK fonts for the Chinese report), a C compiler for the lab's delay line
-# and ping, as Debian packages (root), and the package with its test extras in ./.venv.
+# and ping, podman, runc and mmdebstrap to build and run the container image
+# (tests/test_image.py), as Debian packages (root), and the package with its test extras in ./.venv.
 #
 # It never touches what it did not start: no service is stopped or killed (the tests start
 # their own servers on free loopback ports or inside their own network namespaces, so a
@@ -13,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 packages=(iperf3 prometheus prometheus-alertmanager victoria-metrics rclone shellcheck iproute2
-    chromium fonts-noto-cjk systemd libcap2-bin gcc libc6-dev iputils-ping python3-venv)
+    chromium fonts-noto-cjk systemd libcap2-bin gcc libc6-dev iputils-ping python3-venv
+    podman runc mmdebstrap)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
