@@ -52,6 +52,16 @@ pod() {
         --runroot "$work/run" --storage-driver vfs --runtime runc "$@"
 }
 
+# Containers this script or tests/test_image.py started (named after their process id) whose
+# process is gone, killed before it could remove them: they would keep their image and, when
+# running, an agent alive.
+pod ps --all --format '{{.Names}}' | while read -r left; do
+    case "$left" in
+        netprobe-smoke-* | netprobe-image-test-*)
+            kill -0 "${left##*-}" 2>/dev/null || pod rm --force "$left" >/dev/null 2>&1 || true ;;
+    esac
+done
+
 # A command that failed on what looks like the network (mirror mid-sync, a reset, a timeout, an
 # HTTP 5xx) runs once more; any other failure stops here with its last lines.
 transient='Temporary failure|Could not resolve|Connection (reset|refused|timed out)|timed out|Read ?timed ?out|Hash Sum mismatch|File has unexpected size|Failed to fetch|50[0-9] |Remote end closed|IncompleteRead|ProtocolError|No route to host|Network is unreachable'
