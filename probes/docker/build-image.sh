@@ -34,6 +34,7 @@ tag="localhost/netprobe:0.1.0-$arch"
 log() { echo "build-image[$arch]: $*"; }
 fail() { echo "build-image[$arch]: $*" >&2; exit 1; }
 elapsed() { echo "$(($(date +%s) - $1)) s"; }
+trap 'fail "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (podman with its own storage, mmdebstrap)"
 for tool in podman runc flock; do
@@ -112,9 +113,13 @@ elif [ -z "${BASE_IMAGE:-}" ]; then
     rm -f "$work/base-$arch.tar"
     log "base built and imported in $(elapsed "$started")"
     # this script's bases for the same architecture from other inputs are of no more use
-    pod images --format '{{.Repository}}:{{.Tag}}' localhost/netprobe-base |
-        grep -E "^localhost/netprobe-base:bookworm-$arch(-|\$)" | grep -vx "$base" |
-        while read -r old; do pod rmi "$old" >/dev/null 2>&1 || true; done
+    for old in $(pod images --format '{{.Repository}}:{{.Tag}}' localhost/netprobe-base); do
+        case "$old" in
+            "$base") ;;
+            localhost/netprobe-base:bookworm-"$arch" | localhost/netprobe-base:bookworm-"$arch"-*)
+                pod rmi "$old" >/dev/null 2>&1 || true ;;
+        esac
+    done
 fi
 
 # 2. the image (--format docker keeps the HEALTHCHECK; OCI images have no such field)
