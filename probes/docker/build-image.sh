@@ -90,7 +90,9 @@ fi
 # 1. the base: a registry's, or a slim bookworm root filesystem made with mmdebstrap, kept in
 # the storage under a tag naming the hash of the very command that made it
 # shellcheck disable=SC2016  # "$1" is the hook's own argument, expanded by mmdebstrap
+# (merged /usr set up by mmdebstrap's hook, not by the usrmerge package: that pulls in perl, 46 MB)
 bootstrap=(mmdebstrap --arch="$arch" --variant=minbase
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
     --dpkgopt='path-include=/usr/share/doc/*/copyright'
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*'
