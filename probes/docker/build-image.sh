@@ -124,14 +124,18 @@ elif [ -z "${BASE_IMAGE:-}" ]; then
     done
 fi
 
-# 2. the image (--format docker keeps the HEALTHCHECK; OCI images have no such field)
+# 2. the image (--format docker keeps the HEALTHCHECK; OCI images have no such field). The
+# wheels stage is built and tagged first: the image never names it, so without a tag of its own
+# the prune below would drop its cached layers and every build would fetch python3-venv again.
+build=(pod build --format docker --platform "$platform" --network host
+    --build-arg BASE_IMAGE="$base"
+    --volume "$ca_bundle:/run/build-ca.crt:ro"
+    --build-arg PIP_CERT=/run/build-ca.crt --build-arg SSL_CERT_FILE=/run/build-ca.crt
+    --build-arg REQUESTS_CA_BUNDLE=/run/build-ca.crt)
 started=$(date +%s)
-retry_once "podman build" pod build --format docker --platform "$platform" --network host \
-    --build-arg BASE_IMAGE="$base" \
-    --volume "$ca_bundle:/run/build-ca.crt:ro" \
-    --build-arg PIP_CERT=/run/build-ca.crt --build-arg SSL_CERT_FILE=/run/build-ca.crt \
-    --build-arg REQUESTS_CA_BUNDLE=/run/build-ca.crt \
-    --tag "$tag" "$checkout"
+retry_once "podman build (wheels stage)" "${build[@]}" --target wheels \
+    --tag "localhost/netprobe-wheels:0.1.0-$arch" "$checkout"
+retry_once "podman build" "${build[@]}" --tag "$tag" "$checkout"
 log "image built in $(elapsed "$started")"
 # earlier builds' images that no tag names any more (this storage holds only this script's)
 pod image prune --force >/dev/null
