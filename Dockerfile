@@ -57,6 +57,9 @@ ENTRYPOINT ["netprobe"]
 CMD ["agent", "--config", "/etc/netprobe/agent.yml"]
 COPY probes/docker/install-venv.sh probes/docker/healthcheck.py /usr/local/bin/
 COPY --chmod=0644 probes/docker/agent.yml /etc/netprobe/agent.yml
+# podman 4.3's builder reuses a cached RUN whose bind mount changed: build-image.sh passes a
+# digest of what went into the wheels, so a code change rebuilds the venv (Docker needs none).
+ARG SOURCE_DIGEST
 # scapy's contrib layers (9 MB: protocols from automotive buses to industrial ones) are never
 # imported: a probe uses scapy's IP/ICMP/TCP layers alone (netprobe/measure/latency.py).
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \

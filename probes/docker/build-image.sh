@@ -127,8 +127,12 @@ fi
 # 2. the image (--format docker keeps the HEALTHCHECK; OCI images have no such field). The
 # wheels stage is built and tagged first: the image never names it, so without a tag of its own
 # the prune below would drop its cached layers and every build would fetch python3-venv again.
+# What goes into the wheels, hashed: the image's venv step names it, so that podman 4.3's
+# builder, which keys a cached RUN without looking into its bind mount, rebuilds it on a change.
+source_digest="$(cd "$checkout" && find pyproject.toml README.md netprobe probes/docker -type f \
+    ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum)"
 build=(pod build --format docker --platform "$platform" --network host
-    --build-arg BASE_IMAGE="$base"
+    --build-arg BASE_IMAGE="$base" --build-arg SOURCE_DIGEST="${source_digest%% *}"
     --volume "$ca_bundle:/run/build-ca.crt:ro"
     --build-arg PIP_CERT=/run/build-ca.crt --build-arg SSL_CERT_FILE=/run/build-ca.crt
     --build-arg REQUESTS_CA_BUNDLE=/run/build-ca.crt)
