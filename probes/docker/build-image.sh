@@ -159,7 +159,7 @@ uid="$(pod exec "$name" id -u)"
 for _ in $(seq 1 240); do
     if pod healthcheck run "$name" >/dev/null 2>&1; then
         log "running as uid $uid, HEALTHCHECK passing $(elapsed "$started") after the start"
-        log "netprobe version: $(pod exec "$name" netprobe version)"
+        log "netprobe version: $(pod exec "$name" netprobe version), machine $(pod exec "$name" uname -m)"
         log "image id $(pod image inspect --format "{{.Id}}" "$tag")"
         exit 0
     fi
