@@ -124,24 +124,23 @@ elif [ -z "${BASE_IMAGE:-}" ]; then
     done
 fi
 
-# 2. the image (--format docker keeps the HEALTHCHECK; OCI images have no such field). The
-# wheels stage is built and tagged first: the image never names it, so without a tag of its own
-# the prune below would drop its cached layers and every build would fetch python3-venv again.
-# What goes into the wheels, hashed: the image's venv step names it, so that podman 4.3's
-# builder, which keys a cached RUN without looking into its bind mount, rebuilds it on a change.
+# 2. the image (--format docker keeps the HEALTHCHECK; OCI images have no such field).
+# Images of earlier builds that no tag names any more (this storage holds only this script's)
+# are removed first, which also drops the wheels stage's cached layers: podman 4.3's builder
+# mounts nothing into `RUN --mount=from=wheels` when that stage came whole from its cache.
+# What goes into the wheels, hashed, is passed to the venv step for the opposite reason: that
+# builder keys a cached RUN without looking into its bind mount.
 source_digest="$(cd "$checkout" && find pyproject.toml README.md netprobe probes/docker -type f \
     ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum)"
-build=(pod build --format docker --platform "$platform" --network host
-    --build-arg BASE_IMAGE="$base" --build-arg SOURCE_DIGEST="${source_digest%% *}"
-    --volume "$ca_bundle:/run/build-ca.crt:ro"
-    --build-arg PIP_CERT=/run/build-ca.crt --build-arg SSL_CERT_FILE=/run/build-ca.crt
-    --build-arg REQUESTS_CA_BUNDLE=/run/build-ca.crt)
+pod image prune --force >/dev/null
 started=$(date +%s)
-retry_once "podman build (wheels stage)" "${build[@]}" --target wheels \
-    --tag "localhost/netprobe-wheels:0.1.0-$arch" "$checkout"
-retry_once "podman build" "${build[@]}" --tag "$tag" "$checkout"
+retry_once "podman build" pod build --format docker --platform "$platform" --network host \
+    --build-arg BASE_IMAGE="$base" --build-arg SOURCE_DIGEST="${source_digest%% *}" \
+    --volume "$ca_bundle:/run/build-ca.crt:ro" \
+    --build-arg PIP_CERT=/run/build-ca.crt --build-arg SSL_CERT_FILE=/run/build-ca.crt \
+    --build-arg REQUESTS_CA_BUNDLE=/run/build-ca.crt \
+    --tag "$tag" "$checkout"
 log "image built in $(elapsed "$started")"
-# earlier builds' images that no tag names any more (this storage holds only this script's)
 pod image prune --force >/dev/null
 
 # 3. its own layers: the image's size less its base's
