@@ -36,6 +36,7 @@ from netprobe.exporter import (
     ssl_context,
     start_exporter,
 )
+from netprobe.httpserver import App
 from netprobe.results import Conditions, DirectionResult, LineResult, Server
 
 
@@ -79,11 +80,11 @@ class DriveLikeSource:
         yield GaugeMetricFamily("netprobe_test_source_records", "Records seen.", value=self.seen)
 
 
-async def serve(app: object, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
-    runner = await start_exporter(app, "127.0.0.1", 0, tls)  # type: ignore[arg-type]
+async def serve(app: App, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    server = await start_exporter(app, "127.0.0.1", 0, tls)
     scheme = "https" if tls else "http"
-    yield f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    yield f"{scheme}://127.0.0.1:{server.port}"
+    await server.close()
 
 
 @pytest.fixture
