@@ -14,13 +14,14 @@ It keeps connections alive (HTTP/1.1's default; `Connection: close` and HTTP/1.0
 the answer), reads small request bodies by Content-Length and answers HEAD without a body.
 What it refuses, with one status and a closed connection: a malformed request (400), a
 request line or head over the size limit (414, 431), a body over it (413), a body without a
-Content-Length (411), an HTTP version other than 1.x (505), a connection beyond the limit
-(503). A connection whose request does not arrive in time is closed without an answer.
+Content-Length (411), an HTTP version other than 1.x (505). A connection beyond the limit, or
+whose request does not arrive in time, is closed without an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import http
 import logging
@@ -34,6 +35,8 @@ from netprobe.errors import cannot_listen
 
 log = logging.getLogger(__name__)
 
+# How long a refused client's remaining bytes are read before its connection closes.
+LINGER_SECONDS = 1.0
 # RFC 9110's token: what a method or a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -94,7 +97,7 @@ class HttpServer:
     def __init__(self, app: App, limits: HttpLimits) -> None:
         self.app = app
         self.limits = limits
-        self._open: set[asyncio.Task[None]] = set()
+        self._open: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
         self._server: asyncio.Server | None = None
 
     @classmethod
@@ -133,9 +136,11 @@ class HttpServer:
         """Stop listening and drop every open connection."""
         assert self._server is not None
         self._server.close()
-        for task in list(self._open):
-            task.cancel()
-        await asyncio.gather(*self._open, return_exceptions=True)
+        # Closed rather than cancelled: each connection then ends as if its client had left.
+        tasks = list(self._open.values())
+        for writer in self._open:
+            writer.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -143,14 +148,13 @@ class HttpServer:
         assert task is not None
         try:
             if len(self._open) >= self.limits.connections:
-                await self._write(writer, "GET", Response(503, "Too many connections\n"), False)
-                return
-            self._open.add(task)
+                return  # closed unanswered: the cheapest refusal, and a flood learns nothing
+            self._open[writer] = task
             await self._serve(reader, writer)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
             pass  # the client went away or took too long: nothing to answer
         finally:
-            self._open.discard(task)
+            self._open.pop(writer, None)
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -172,6 +176,19 @@ class HttpServer:
             if not keep_alive:
                 return
             wait_seconds = self.limits.idle_seconds
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int
+    ) -> None:
+        await self._write(writer, "GET", Response(status, f"{status_line(status)}\n"), False)
+        # Closing with bytes of the client's still unread would reset the connection, and the
+        # client could lose the answer: read what it sends for a moment first.
+        if writer.can_write_eof():
+            writer.write_eof()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LINGER_SECONDS):
+                    while await reader.read(self.limits.head_bytes):
+                        pass
 
     async def _answer(self, request: Request) -> Response:
         try:
