@@ -163,10 +163,7 @@ class HttpServer:
             try:
                 request = await self._read_request(reader, wait_seconds)
             except _Refused as refused:
-                status = refused.status
-                await self._write(
-                    writer, "GET", Response(status, f"{status_line(status)}\n"), False
-                )
+                await self._refuse(reader, writer, refused.status)
                 return
             if request is None:
                 return

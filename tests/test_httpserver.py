@@ -106,6 +106,16 @@ async def test_a_bad_request_gets_its_4xx_and_a_closed_connection(
     assert b"Connection: close\r\n" in answer
 
 
+async def test_a_refused_client_still_reads_its_answer_behind_what_it_kept_sending(
+    port: int,
+) -> None:
+    # Closed with those bytes unread, the connection would be reset and the 413 lost with it.
+    answer = await exchange(
+        port, b"POST / HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n" + bytes(10**6)
+    )
+    assert statuses(answer) == [413]
+
+
 async def test_a_silent_client_is_closed_after_the_header_time() -> None:
     server = await HttpServer.start(echo, "127.0.0.1", 0, HttpLimits(header_seconds=0.3))
     try:
