@@ -331,7 +331,8 @@ def agent(
     # pydantic typer converts options with (about 6 MiB of an idle agent's memory).
     sys.stdout.flush()
     sys.stderr.flush()
-    arguments = [str(config), listen or "", current_language()]
+    arguments = ["--config", str(config), "--lang", current_language()]
+    arguments += ["--listen", listen] if listen is not None else []
     os.execv(sys.executable, [sys.executable, "-m", "netprobe.agent", *arguments])
 
 

@@ -1,5 +1,6 @@
-"""The agent process: `python -m netprobe.agent CONFIG LISTEN LANGUAGE` (LISTEN "" for the
-configured address), what `netprobe agent` turns itself into.
+"""The agent process, what `netprobe agent` turns itself into:
+
+    python -m netprobe.agent --config /etc/netprobe/agent.yml [--listen HOST:PORT] [--lang en]
 
 `netprobe agent` replaces its own process with this one (same PID), so a process that runs
 for months carries only what the agent uses: typer converts options with pydantic, which an
@@ -9,6 +10,7 @@ line: one line on stderr and the same exit codes.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -20,11 +22,18 @@ from netprobe.i18n import _, use_language
 
 
 def main(arguments: list[str]) -> int:
-    config, listen, language = arguments
-    use_language(language)
+    parser = argparse.ArgumentParser(
+        prog="python -m netprobe.agent",
+        description="Run the agent (what `netprobe agent` becomes).",
+    )
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--listen")
+    parser.add_argument("--lang")
+    options = parser.parse_args(arguments)
+    use_language(options.lang)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        asyncio.run(run_agent(Path(config), listen or None))
+        asyncio.run(run_agent(options.config, options.listen))
     except Exception as exc:
         code = exit_code(exc)
         if code is None:
