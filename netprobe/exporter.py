@@ -139,9 +139,10 @@ def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
 BCRYPT_THREADS = 1
 # Longer than any scrape interval Prometheus is usually given, so a scraper keeps its connection.
 IDLE_SECONDS = 75.0
-# A request's headers arrive within this from the connection (or from the last answer).
+# A new connection's request line arrives within this, and every request's head within this
+# of its first line.
 HEADER_SECONDS = 10.0
-# Open connections at most: Prometheus keeps one; a few more for people and health checks.
+# Open connections at most: Prometheus keeps one; the rest are people, health checks, floods.
 CONNECTIONS = 64
 # Checks waiting for a bcrypt thread at most; beyond, a request is refused without hashing, so a
 # flood of guesses costs the probe a bounded amount of CPU and memory.
