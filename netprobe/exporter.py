@@ -142,8 +142,10 @@ IDLE_SECONDS = 75.0
 # A new connection's request line arrives within this, and every request's head within this
 # of its first line.
 HEADER_SECONDS = 10.0
-# Open connections at most: Prometheus keeps one; the rest are people, health checks, floods.
-CONNECTIONS = 64
+# Open connections at most, in all and from one address: Prometheus keeps one; the rest are
+# people, health checks and floods, which the second bound keeps from taking every place.
+CONNECTIONS = 128
+CONNECTIONS_PER_ADDRESS = 8
 # Checks waiting for a bcrypt thread at most; beyond, a request is refused without hashing, so a
 # flood of guesses costs the probe a bounded amount of CPU and memory.
 BCRYPT_QUEUE = 8
@@ -298,9 +300,12 @@ async def start_exporter(
 
     A connection gets `HEADER_SECONDS` for its request to arrive and `IDLE_SECONDS` between
     keep-alive requests, so half-sent requests and idle sockets cannot pile up on a small
-    device; at most `CONNECTIONS` are open at once.
+    device; at most `CONNECTIONS` are open at once, `CONNECTIONS_PER_ADDRESS` from one address.
     """
     limits = HttpLimits(
-        header_seconds=HEADER_SECONDS, idle_seconds=IDLE_SECONDS, connections=CONNECTIONS
+        header_seconds=HEADER_SECONDS,
+        idle_seconds=IDLE_SECONDS,
+        connections=CONNECTIONS,
+        connections_per_address=CONNECTIONS_PER_ADDRESS,
     )
     return await HttpServer.start(app, host, port, limits, tls)

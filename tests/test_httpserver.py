@@ -4,6 +4,7 @@ connection) for each kind of bad request; a bounded number of connections."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,14 @@ import pytest
 
 from netprobe.httpserver import HttpLimits, HttpServer, Request, Response
 
-LIMITS = HttpLimits(header_seconds=5, idle_seconds=5, head_bytes=4096, body_bytes=1024)
+LIMITS = HttpLimits(
+    header_seconds=5,
+    idle_seconds=5,
+    connections=16,
+    connections_per_address=8,
+    head_bytes=4096,
+    body_bytes=1024,
+)
 
 
 async def echo(request: Request) -> Response:
@@ -117,7 +125,8 @@ async def test_a_refused_client_still_reads_its_answer_behind_what_it_kept_sendi
 
 
 async def test_a_silent_client_is_closed_after_the_header_time() -> None:
-    server = await HttpServer.start(echo, "127.0.0.1", 0, HttpLimits(header_seconds=0.3))
+    limits = dataclasses.replace(LIMITS, header_seconds=0.3)
+    server = await HttpServer.start(echo, "127.0.0.1", 0, limits)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET / HTTP/1.1\r\nHost: pro")  # and nothing more
@@ -128,29 +137,40 @@ async def test_a_silent_client_is_closed_after_the_header_time() -> None:
         await server.close()
 
 
-async def test_connections_beyond_the_limit_are_closed_unanswered() -> None:
-    limits = HttpLimits(connections=4)
+async def test_connections_beyond_the_limits_are_closed_unanswered() -> None:
+    limits = dataclasses.replace(LIMITS, connections=4, connections_per_address=3)
     server = await HttpServer.start(echo, "127.0.0.1", 0, limits)
+
+    async def opened(source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.port, local_addr=(source, 0)
+        )
+        writer.write(b"GET / HTTP/1.1\r\n\r\n")
+        await reader.readuntil(b" 0\n")  # the end of echo's body: open, and kept alive
+        return reader, writer
+
+    async def answered(source: str) -> bool:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.port, local_addr=(source, 0)
+        )
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        try:
+            return b" 200 " in await reader.read()
+        except ConnectionResetError:
+            return False
+        finally:
+            writer.close()
+
     try:
-        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(4)]
-        for _, writer in held:  # each one's request counted: all four are open on the server
-            writer.write(b"GET / HTTP/1.1\r\n\r\n")
-        for reader, _ in held:
-            await reader.readuntil(b" 0\n")  # the end of echo's body; kept alive
-        assert await exchange(server.port, b"GET / HTTP/1.1\r\n\r\n") == b""
-        held[0][1].close()
-        await held[0][1].wait_closed()
-
-        async def answered() -> list[int]:
-            while True:  # the server notices the close within a moment
-                found = statuses(await exchange(server.port, b"GET / HTTP/1.0\r\n\r\n"))
-                if found == [200]:
-                    return found
-                await asyncio.sleep(0.05)
-
         async with asyncio.timeout(30):
-            assert await answered() == [200]
-        for _, writer in held[1:]:
+            held = [await opened("127.0.0.1") for _ in range(3)]
+            assert not await answered("127.0.0.1")  # the address's limit
+            held.append(await opened("127.0.0.2"))  # another address still gets in
+            assert not await answered("127.0.0.3")  # the limit in all
+            held.pop(0)[1].close()
+            while not await answered("127.0.0.3"):  # the server notices the close at once
+                await asyncio.sleep(0.05)
+        for _, writer in held:
             writer.close()
     finally:
         await server.close()
