@@ -294,7 +294,7 @@ def trim_heap() -> bool:
 
     glibc keeps what a test freed (socket buffers, parsed answers, the threads' arenas) for
     reuse; between hourly tests that is resident memory held for nothing. musl (OpenWrt) has
-    no malloc_trim and returns freed memory by itself.
+    no malloc_trim and gives freed memory back by itself.
     """
     try:
         trim = ctypes.CDLL(None).malloc_trim
