@@ -55,11 +55,13 @@ pod() {
 
 # Containers this script or tests/test_image.py started (named after their process id) whose
 # process is gone, killed before it could remove them: they would keep their image and, when
-# running, an agent alive.
-pod ps --all --format '{{.Names}}' | while read -r left; do
+# running, an agent alive. And the working containers of a killed build (podman lists them as
+# "Storage"): with the lock held, no build of this storage is running.
+pod ps --all --external --format '{{.Names}} {{.Status}}' | while read -r left status; do
     case "$left" in
         netprobe-smoke-* | netprobe-image-test-*)
             kill -0 "${left##*-}" 2>/dev/null || pod rm --force "$left" >/dev/null 2>&1 || true ;;
+        *) [ "$status" != Storage ] || pod rm --force "$left" >/dev/null 2>&1 || true ;;
     esac
 done
 
