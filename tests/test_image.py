@@ -5,7 +5,7 @@ checkout's, the agent in it measures a netprobe server across a shaped lab link,
 Prometheus scrapes it.
 
 Runs wherever it can (root, podman, runc and mmdebstrap, which probes/dev-setup.sh installs):
-about 10 minutes from nothing, less with the base and the build cache that build-image.sh keeps
+about 4 minutes from nothing here, 2 with the base and the build cache that build-image.sh keeps
 in its own podman storage (docs/fleet.md has the figures). NETPROBE_IMAGE_TEST=0 skips it.
 """
 
@@ -40,7 +40,7 @@ pytestmark = [
         reason="needs podman, runc and mmdebstrap (apt; probes/dev-setup.sh installs them)",
     ),
 ]
-BUILD_TIMEOUT_SECONDS = 1800  # about 12 minutes from nothing on a busy 2-core host
+BUILD_TIMEOUT_SECONDS = 1800  # 3 minutes from nothing here; 12 were seen at load average 10
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
