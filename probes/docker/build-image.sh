@@ -7,15 +7,16 @@
 #   BASE_IMAGE=debian:bookworm-slim probes/docker/build-image.sh   # a registry's base instead
 #
 # Prints the seconds each step took, the size of the image's own layers (what it adds to its
-# base) and, last, "image ID". podman runs with --storage-driver vfs, --runtime runc and a
-# containers.conf without default ulimits (what works on this kind of host: crun refuses a hybrid
-# cgroup layout), in a storage of its own under WORKDIR (default /var/tmp/netprobe-image): it never
-# sees, let alone removes, other podman users' images or containers. In that storage it keeps the
-# base, tagged by a hash of the mmdebstrap command that made it (a later run with the same inputs
-# reuses it), and the build's layer cache; it removes only images of its own that no tag names
-# any more (earlier builds of this script). One build at a time per storage (a lock). A failure
-# that looks like the network's (mirror or PyPI) is retried once. When pip's TLS goes through a
-# local CA (CA_BUNDLE, default the system bundle), that bundle is mounted into the build.
+# base), `netprobe version` and the machine it ran on, and last "image id ID". podman runs with
+# --storage-driver vfs, --runtime runc and a containers.conf without default ulimits (what works
+# on this kind of host: crun refuses a hybrid cgroup layout), in a storage of its own under
+# NETPROBE_IMAGE_WORK (default /var/tmp/netprobe-image): it never sees, let alone removes, other
+# podman users' images or containers. In that storage it keeps the base, tagged by a hash of the
+# mmdebstrap command that made it (a later run with the same inputs reuses it), and the build's
+# layer cache; it removes only its own leftovers (see below). One build at a time per storage
+# (a lock). A failure that looks like the network's (mirror or PyPI) is retried once. When pip's
+# TLS goes through a local CA (CA_BUNDLE, default the system bundle), that bundle is mounted into
+# the build. docs/fleet.md has the times and sizes.
 set -euo pipefail
 
 arch="${1:-amd64}"
