@@ -172,8 +172,34 @@ async def test_a_lumpy_line_reads_its_long_run_rate():
     transfer = ClockedTransfer(lambda t: 0.0)
     transfer.bytes_until = lambda t: lump_bytes * math.floor(t / period_seconds)
     result = await measure_direction(
-        transfer, EngineOptions(streams=2, span_min_bytes=100_000, warmup_max_seconds=2.0)
+        transfer,
+        EngineOptions(
+            streams=2, span_min_bytes=100_000, warmup_max_seconds=2.0, slow_line_max_seconds=6.0
+        ),
     )
     assert result.ok, result.error
     assert result.bytes_per_second == pytest.approx(2 * lump_bytes / period_seconds, rel=0.005)
     assert result.window_seconds <= 6.1
+
+
+@pytest.mark.parametrize(("slow_line_window_bytes", "window_seconds"), [(10**9, 3.0), (1, 1.5)])
+async def test_a_slow_lumpy_window_runs_on_until_it_holds_enough(
+    slow_line_window_bytes, window_seconds
+):
+    # 100 kB lumps every 0.5 s are never known within 1 % in 3 s: a window that holds fewer
+    # than `slow_line_window_bytes` at the usual limit (here 1.5 s) runs on to the slow line's.
+    transfer = ClockedTransfer(lambda t: 0.0)
+    transfer.bytes_until = lambda t: 100_000 * math.floor(t / 0.5)
+    options = EngineOptions(
+        streams=1,
+        span_min_bytes=50_000,
+        warmup_max_seconds=1.0,
+        adaptive_max_seconds=1.5,
+        slow_line_max_seconds=3.0,
+        slow_line_window_bytes=slow_line_window_bytes,
+    )
+    result = await measure_direction(transfer, options)
+    assert result.ok, result.error
+    assert result.window_seconds == pytest.approx(window_seconds, abs=0.15)
+    limit = "of a slow line" if window_seconds == 3.0 else "the 1.5 s limit"
+    assert limit in result.method.window_rule, result.method.window_rule

@@ -98,7 +98,9 @@ class EngineOptions:
     Warm-up ends when three consecutive rate spans agree within `warmup_tolerance`; the window
     then starts at the second of them (steady data is not thrown away) and ends once its figure
     is known within `adaptive_tolerance` (`_window_uncertainty`), at least `adaptive_min_seconds`
-    and two spans after it started. A span is
+    and two spans after it started, at most `adaptive_max_seconds`; a window still short of
+    `slow_line_window_bytes` then may run on to `slow_line_max_seconds`: on a slow line a few
+    lumps of bytes are a large share of a 6 s window. A span is
     `rate_span_seconds` or, on slow lines, the time `span_min_bytes` take: below a few hundred
     kB, ACKs and segments arriving in lumps look like rate changes that are not there. A fast line that would spend the budget before it looks steady
     (CPU noise, not TCP's ramp, on multi-Gbit paths) ends its warm-up by time once
@@ -122,6 +124,8 @@ class EngineOptions:
     stream_gain: float = 0.10
     adaptive_min_seconds: float = 0.6
     adaptive_max_seconds: float = 6.0
+    slow_line_max_seconds: float = 12.0
+    slow_line_window_bytes: int = 3_000_000
     adaptive_tolerance: float = 0.01
     stall_seconds: float = 5.0
 
@@ -130,7 +134,9 @@ class EngineOptions:
         window = (
             f"fixed {self.duration_seconds:g} s"
             if self.duration_seconds
-            else f"adaptive {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s: "
+            else f"adaptive {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s "
+            f"({self.slow_line_max_seconds:g} s while the window holds under "
+            f"{format_size(self.slow_line_window_bytes)}): "
             f"stop when the least-squares rate is known within {self.adaptive_tolerance:.1%} "
             f"({STANDARD_ERRORS:g} standard errors, lumps allowed for)"
         )
@@ -471,7 +477,13 @@ def _window_done(run: _Run, warmup_end: float, now: float, span: float) -> bool:
             run.window_ended_by = f"the fixed {options.duration_seconds:g} s"
             return True
         return False
-    if window >= options.adaptive_max_seconds:
+    if window >= options.slow_line_max_seconds:
+        run.window_ended_by = f"the {options.slow_line_max_seconds:g} s limit of a slow line"
+        return True
+    if (
+        window >= options.adaptive_max_seconds
+        and run.total_at(now) - run.total_at(warmup_end) >= options.slow_line_window_bytes
+    ):
         run.window_ended_by = f"the {options.adaptive_max_seconds:g} s limit"
         return True
     if (
