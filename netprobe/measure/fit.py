@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Twice the standard error (95 % of normal errors), doubled again: a few seconds of samples
-# under-estimate how long lumps keep the count on one side of the line. Replayed over 110
-# windows of recorded 10 Mbit downloads (tests/lab.py htb link), stopping at 1 % with 2
-# standard errors left 13 figures outside 1 % of the long-run rate, with 4 standard errors 1.
+# under-estimate how long lumps keep the count on one side of the line. Replayed over 272
+# windows of two 20 s recordings of a 10 Mbit/s download (tests/lab.py htb link), stopping at
+# 1 % with 2 standard errors left 30 figures outside 1 % of the recording's rate, with 4 one.
 STANDARD_ERRORS = 4.0
 # Fewer samples than this say nothing about how lumpy the count is.
 MIN_SAMPLES = 5
