@@ -179,7 +179,7 @@ async def test_a_lumpy_line_reads_its_long_run_rate():
     )
     assert result.ok, result.error
     assert result.bytes_per_second == pytest.approx(2 * lump_bytes / period_seconds, rel=0.005)
-    assert result.window_seconds <= 6.1
+    assert result.window_seconds < 6.5  # the limit, plus at most a late sample
 
 
 @pytest.mark.parametrize(("slow_line_window_bytes", "window_seconds"), [(10**9, 3.0), (1, 1.5)])
@@ -200,6 +200,6 @@ async def test_a_slow_lumpy_window_runs_on_until_it_holds_enough(
     )
     result = await measure_direction(transfer, options)
     assert result.ok, result.error
-    assert result.window_seconds == pytest.approx(window_seconds, abs=0.15)
+    assert result.window_seconds == pytest.approx(window_seconds, abs=0.25)
     limit = "of a slow line" if window_seconds == 3.0 else "the 1.5 s limit"
     assert limit in result.method.window_rule, result.method.window_rule

@@ -104,4 +104,4 @@ def test_a_slow_bloated_link_reads_its_ceiling(make_lab):
         shaped = lab.down if measured.direction == "download" else lab.up
         ceiling = float(shaped.removesuffix("Mbit")) * 1e6 / 8 * 1448 / 1514
         assert measured.bytes_per_second == pytest.approx(ceiling, rel=0.015), measured.direction
-        assert measured.window_seconds <= 12.2, measured.direction
+        assert measured.window_seconds < 12.5, measured.direction  # the slow line's limit
