@@ -161,3 +161,45 @@ async def test_no_streams_are_added_while_a_queue_stands():
         Queued(lambda t: 1e6), EngineOptions(streams_min=2, duration_seconds=0.5)
     )
     assert result.ok and result.streams == 2
+
+
+async def test_a_lumpy_line_reads_its_long_run_rate():
+    # Each stream's bytes arrive as 32.5 kB lumps every 0.27 s (a shaper letting a 64 kB burst
+    # of segments through at once, as on a 2 Mbit/s uplink): whatever the phase of the lumps
+    # at the window's ends, the figure is the long-run rate within 0.5 % (the difference of
+    # the two end counts was off by 1-1.5 % here).
+    lump_bytes, period_seconds = 32_500, 0.27
+    transfer = ClockedTransfer(lambda t: 0.0)
+    transfer.bytes_until = lambda t: lump_bytes * math.floor(t / period_seconds)
+    result = await measure_direction(
+        transfer,
+        EngineOptions(
+            streams=2, span_min_bytes=100_000, warmup_max_seconds=2.0, slow_line_max_seconds=6.0
+        ),
+    )
+    assert result.ok, result.error
+    assert result.bytes_per_second == pytest.approx(2 * lump_bytes / period_seconds, rel=0.005)
+    assert result.window_seconds < 6.5  # the limit, plus at most a late sample
+
+
+@pytest.mark.parametrize(("slow_line_window_bytes", "window_seconds"), [(10**9, 3.0), (1, 1.5)])
+async def test_a_slow_lumpy_window_runs_on_until_it_holds_enough(
+    slow_line_window_bytes, window_seconds
+):
+    # 100 kB lumps every 0.5 s are never known within 1 % in 3 s: a window that holds fewer
+    # than `slow_line_window_bytes` at the usual limit (here 1.5 s) runs on to the slow line's.
+    transfer = ClockedTransfer(lambda t: 0.0)
+    transfer.bytes_until = lambda t: 100_000 * math.floor(t / 0.5)
+    options = EngineOptions(
+        streams=1,
+        span_min_bytes=50_000,
+        warmup_max_seconds=1.0,
+        adaptive_max_seconds=1.5,
+        slow_line_max_seconds=3.0,
+        slow_line_window_bytes=slow_line_window_bytes,
+    )
+    result = await measure_direction(transfer, options)
+    assert result.ok, result.error
+    assert result.window_seconds == pytest.approx(window_seconds, abs=0.25)
+    limit = "of a slow line" if window_seconds == 3.0 else "the 1.5 s limit"
+    assert limit in result.method.window_rule, result.method.window_rule

@@ -6,8 +6,9 @@ when to stop, and turns the per-stream series into one figure (docs/method.md §
 
     result = await measure_direction(transfer, EngineOptions(duration_seconds=5), sink)
 
-Aggregation is RMBT's: with t* the earliest last-sample time over all streams, each stream's
-bytes are interpolated at the window start and at t*, and rate = Σ bytes / (t* - start).
+Aggregation is RMBT's: with t* the earliest last-sample time over all streams, the window is
+[start, t*], and the rate is the sum of the streams' least-squares rates over it (fit.py): bytes
+arrive in lumps, and a difference of the two ends would move by a lump at either end.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from typing import Protocol
 from netprobe import __version__
 from netprobe.errors import BudgetExceeded, MeasurementError, TransportError
 from netprobe.events import Event, NullSink, Sink
+from netprobe.measure.fit import STANDARD_ERRORS, fit_rate
 from netprobe.measure.sampling import bytes_at
 from netprobe.results import Direction, DirectionResult, Method, StreamSeries
 from netprobe.units import format_size
@@ -97,7 +98,9 @@ class EngineOptions:
     Warm-up ends when three consecutive rate spans agree within `warmup_tolerance`; the window
     then starts at the second of them (steady data is not thrown away) and ends once its figure
     is known within `adaptive_tolerance` (`_window_uncertainty`), at least `adaptive_min_seconds`
-    and two spans after it started. A span is
+    and two spans after it started, at most `adaptive_max_seconds`; a window still short of
+    `slow_line_window_bytes` then may run on to `slow_line_max_seconds`: on a slow line a few
+    lumps of bytes are a large share of a 6 s window. A span is
     `rate_span_seconds` or, on slow lines, the time `span_min_bytes` take: below a few hundred
     kB, ACKs and segments arriving in lumps look like rate changes that are not there. A fast line that would spend the budget before it looks steady
     (CPU noise, not TCP's ramp, on multi-Gbit paths) ends its warm-up by time once
@@ -121,6 +124,8 @@ class EngineOptions:
     stream_gain: float = 0.10
     adaptive_min_seconds: float = 0.6
     adaptive_max_seconds: float = 6.0
+    slow_line_max_seconds: float = 12.0
+    slow_line_window_bytes: int = 3_000_000
     adaptive_tolerance: float = 0.01
     stall_seconds: float = 5.0
 
@@ -129,9 +134,11 @@ class EngineOptions:
         window = (
             f"fixed {self.duration_seconds:g} s"
             if self.duration_seconds
-            else f"adaptive {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s: "
-            f"stop when the count's typical gap from a straight line is within "
-            f"{self.adaptive_tolerance / 2:.2%} of the window's bytes"
+            else f"adaptive {self.adaptive_min_seconds:g}-{self.adaptive_max_seconds:g} s "
+            f"({self.slow_line_max_seconds:g} s while the window holds under "
+            f"{format_size(self.slow_line_window_bytes)}): "
+            f"stop when the least-squares rate is known within {self.adaptive_tolerance:.1%} "
+            f"({STANDARD_ERRORS:g} standard errors, lumps allowed for)"
         )
         return Method(
             protocol=protocol,
@@ -165,6 +172,23 @@ def rmbt_window(
     if t_star <= start:
         return 0.0, 0.0, before
     return sum(bytes_at(s, t_star) for s in sampled) - before, t_star - start, before
+
+
+def window_rate(series: list[StreamSeries], start: float, window_seconds: float) -> float:
+    """The streams' summed least-squares rates over [start, start + window_seconds], each fitted
+    to its samples inside the window and its count interpolated at both ends."""
+    end = start + window_seconds
+    rate = 0.0
+    for stream in series:
+        if not stream.t_seconds:
+            continue
+        inside = [
+            (t, b) for t, b in zip(stream.t_seconds, stream.bytes, strict=True) if start < t < end
+        ]
+        times = [start, *(t for t, _ in inside), end]
+        counts = [bytes_at(stream, start), *(b for _, b in inside), bytes_at(stream, end)]
+        rate += fit_rate(times, counts).bytes_per_second
+    return rate
 
 
 class _Run:
@@ -398,7 +422,7 @@ async def _measure(run: _Run, clock: Callable[[], float]) -> DirectionResult:
     result = DirectionResult(
         direction=run.transfer.direction,
         ok=True,
-        bytes_per_second=window_bytes / window_seconds,
+        bytes_per_second=window_rate(series, warmup_end, window_seconds),
         bytes=round(window_bytes),
         warmup_bytes=round(warmup_bytes),
         warmup_seconds=warmup_end,
@@ -453,7 +477,13 @@ def _window_done(run: _Run, warmup_end: float, now: float, span: float) -> bool:
             run.window_ended_by = f"the fixed {options.duration_seconds:g} s"
             return True
         return False
-    if window >= options.adaptive_max_seconds:
+    if window >= options.slow_line_max_seconds:
+        run.window_ended_by = f"the {options.slow_line_max_seconds:g} s limit of a slow line"
+        return True
+    if (
+        window >= options.adaptive_max_seconds
+        and run.total_at(now) - run.total_at(warmup_end) >= options.slow_line_window_bytes
+    ):
         run.window_ended_by = f"the {options.adaptive_max_seconds:g} s limit"
         return True
     if (
@@ -466,24 +496,17 @@ def _window_done(run: _Run, warmup_end: float, now: float, span: float) -> bool:
 
 
 def _window_uncertainty(run: _Run, start: float, now: float) -> float:
-    """How far the window's figure may be off: twice the typical (root mean square) gap, inside
-    the window, between the byte count and the straight line of the window's mean rate, over
-    the window's bytes. The figure is off by the gaps at its two ends.
-
-    A smooth line is known after a few ticks; one whose bytes arrive in lumps (ACK trains,
-    loss recovery) needs a window long enough for a lump to be small beside it.
+    """How far the window's figure may be off, relative (fit.py): the least-squares rate of the
+    count over the window, allowing for lumps. A smooth line is known after a few ticks; one
+    whose bytes arrive in lumps (ACK trains, loss recovery, bursts let through a shaper) needs
+    a window long enough to hold many lumps.
     """
-    start_bytes = run.total_at(start)
-    window_bytes = run.total_at(now) - start_bytes
-    if window_bytes <= 0:
-        return float("inf")
-    rate = window_bytes / (now - start)
-    gaps = [
-        (total - start_bytes - rate * (t - start)) ** 2
-        for t, total in zip(run.ticks, run.totals, strict=True)
-        if start < t < now
+    inside = [
+        (t, total) for t, total in zip(run.ticks, run.totals, strict=True) if start < t <= now
     ]
-    return 2 * math.sqrt(sum(gaps) / len(gaps)) / window_bytes if gaps else float("inf")
+    times = [start, *(t for t, _ in inside)]
+    counts = [run.total_at(start), *(total for _, total in inside)]
+    return fit_rate(times, counts).uncertainty
 
 
 async def _finish(run: _Run) -> list[StreamSeries] | None:
