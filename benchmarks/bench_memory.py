@@ -6,8 +6,9 @@
 Starts `netprobe serve` on loopback and `netprobe agent` (no embedded server) whose first test
 is due a few seconds after start, with the default measurement. Reads the agent's RSS from
 /proc (psutil) once it serves, once the first test is stored, and after the scrapes a day of
-Prometheus polling would make, sent back to back. Then the import cost of each heavy
-dependency the agent loads, each alone in a fresh interpreter. Prints a Markdown table.
+Prometheus polling would make, sent back to back. Then the import cost of the agent, of
+each heavy dependency it loads, and of those it no longer loads when idle, each alone in a
+fresh interpreter. Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -26,8 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from agentproc import AgentProcess, stored, wait_for, write_config
 from lab import free_port, wait_for_port
 
-# What the agent process imports that weighs, one fresh interpreter each.
-IMPORTS = ["aiohttp.web", "prometheus_client", "yaml", "cryptography.x509", "typer"]
+# What weighs, one fresh interpreter each, and whether the idle agent loads it: aiohttp only
+# with push, drives, ndt7 or the embedded server; typer's parser (which converts options with
+# pydantic) only in `netprobe agent`'s first moment, before it becomes `python -m netprobe.agent`.
+IMPORTS = [
+    ("netprobe.agent.main", "yes"),
+    ("netprobe.exporter", "yes"),
+    ("prometheus_client", "yes"),
+    ("cryptography.hazmat.primitives.asymmetric.ed25519", "yes"),
+    ("yaml", "yes"),
+    ("aiohttp.web", "no"),
+    ("typer._adapters", "no"),
+]
 
 
 def rss_mib(pid: int) -> float:
@@ -86,9 +97,9 @@ def main() -> None:
     print("| agent state | RSS MiB |\n|---|---|")
     for state, mib in rows:
         print(f"| {state} | {mib:.1f} |")
-    print("\n| import (alone, fresh interpreter) | + MiB |\n|---|---|")
-    for module in IMPORTS:
-        print(f"| {module} | {import_cost_mib(module):.1f} |")
+    print("\n| import (alone, fresh interpreter) | + MiB | idle agent loads it |\n|---|---|---|")
+    for module, loaded in IMPORTS:
+        print(f"| {module} | {import_cost_mib(module):.1f} | {loaded} |")
 
 
 if __name__ == "__main__":

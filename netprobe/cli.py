@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 the measurement or the evidence failed (one line on stderr says why);
 2 bad input (options, URL, configuration, a file to read); 3 the line measured below the plan
 (`--plan`, `--min-share`); 4 `report verify` found the evidence intact but its signer not
-pinned (no trusted key given). Errors become exit codes in one place, `_exit_code`, for every
+pinned (no trusted key given). Errors become exit codes in one place, `errors.exit_code`, for every
 command: a person sees one line, never a traceback or a raw errno.
 """
 
@@ -20,13 +20,12 @@ import typer
 from typer.core import TyperOption
 
 from netprobe import __version__
-from netprobe.i18n import _, ngettext, use_language
+from netprobe.errors import EXIT_BAD_INPUT, EXIT_FAILED, exit_code, one_line
+from netprobe.i18n import _, current_language, ngettext, use_language
 
 if TYPE_CHECKING:
     from netprobe.results import LineResult
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 EXIT_BELOW_PLAN = 3
 EXIT_SIGNER_NOT_PINNED = 4
 
@@ -42,25 +41,6 @@ def _no_flag_type(self: TyperOption, ctx: Any) -> str | None:
 TyperOption.display_type_rich = _no_flag_type  # type: ignore[method-assign]
 
 
-def _exit_code(exc: BaseException) -> int | None:
-    """The exit code for an error a person should see as one line; None for a real bug."""
-    from netprobe.errors import ConfigError, MeasurementError, NetprobeError
-
-    if isinstance(exc, ConfigError | ValueError | OSError):
-        return EXIT_BAD_INPUT
-    if isinstance(exc, MeasurementError | NetprobeError):
-        return EXIT_FAILED
-    return None
-
-
-def _message(exc: BaseException) -> str:
-    """The error as one line: an OSError without its "[Errno 2]" prefix, named by its file."""
-    if isinstance(exc, OSError) and exc.strerror:
-        reason = exc.strerror[0].lower() + exc.strerror[1:]
-        return f"{exc.filename}: {reason}" if exc.filename else reason
-    return str(exc)
-
-
 def _one_line_errors(command: _Command) -> _Command:
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -69,12 +49,12 @@ def _one_line_errors(command: _Command) -> _Command:
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
-            code = _exit_code(exc)
+            code = exit_code(exc)
             if code is None:
                 raise
             from netprobe.console import error_line
 
-            error_line(_message(exc))
+            error_line(one_line(exc))
             raise typer.Exit(code) from None
 
     return run  # type: ignore[return-value]
@@ -343,12 +323,17 @@ def agent(
     ] = None,
 ) -> None:
     """Run the agent: scheduled tests, results store, Prometheus exporter."""
-    import logging
+    import os
+    import sys
 
-    from netprobe.agent.main import run_agent
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(run_agent(config, listen))
+    # The agent runs for months: it becomes `python -m netprobe.agent` in this same process
+    # (same PID for systemd, procd and signals), which never loads this parser and the
+    # pydantic typer converts options with (about 6 MiB of an idle agent's memory).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    arguments = ["--config", str(config), "--lang", current_language()]
+    arguments += ["--listen", listen] if listen is not None else []
+    os.execv(sys.executable, [sys.executable, "-m", "netprobe.agent", *arguments])
 
 
 @config_app.command("check", epilog="Example:  netprobe config check agent.yml")

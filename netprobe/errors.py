@@ -22,6 +22,10 @@ results, so a failure is recorded as a failure with a reason, never as a zero ra
 
 from __future__ import annotations
 
+# Exit codes every command shares (netprobe.cli adds its own beyond these).
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
 
 class NetprobeError(Exception):
     """Base class; `reason` is a stable, low-cardinality code for metrics and the store."""
@@ -109,3 +113,20 @@ def cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
     }
     reason = reasons.get(exc.errno or 0, (exc.strerror or str(exc)).lower())
     return ConfigError(f"cannot listen on {host}:{port}: {reason}")
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit code for an error a person should see as one line; None for a real bug."""
+    if isinstance(exc, ConfigError | ValueError | OSError):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, NetprobeError):
+        return EXIT_FAILED
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """The error as one line: an OSError without its "[Errno 2]" prefix, named by its file."""
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror[0].lower() + exc.strerror[1:]
+        return f"{exc.filename}: {reason}" if exc.filename else reason
+    return str(exc)

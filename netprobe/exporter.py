@@ -7,7 +7,7 @@ stored result to every source with `observe()`:
 
     registry = CollectorRegistry()
     registry.register(SourcesCollector(lambda: [line_metrics, drive_metrics]))
-    runner = await start_exporter(build_app(registry, reload=agent.reload), "0.0.0.0", 9469)
+    server = await start_exporter(build_app(registry, reload=agent.reload), "0.0.0.0", 9469)
 
 The web-config file is the one Prometheus exporters share
 (https://prometheus.io/docs/prometheus/latest/configuration/https/), a strict subset of it:
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gzip
 import hashlib
 import html
 import logging
@@ -34,15 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from aiohttp import web
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from netprobe import __version__
 from netprobe.configschema import build, read_yaml_file
-from netprobe.errors import ConfigError, cannot_listen
+from netprobe.errors import ConfigError
 from netprobe.events import Event
+from netprobe.httpserver import App, HttpLimits, HttpServer, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,13 @@ def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
 BCRYPT_THREADS = 1
 # Longer than any scrape interval Prometheus is usually given, so a scraper keeps its connection.
 IDLE_SECONDS = 75.0
-# A request's headers arrive within this from the connection (or from the last answer).
+# A new connection's request line arrives within this, and every request's head within this
+# of its first line.
 HEADER_SECONDS = 10.0
+# Open connections at most, in all and from one address: Prometheus keeps one; the rest are
+# people, health checks and floods, which the second bound keeps from taking every place.
+CONNECTIONS = 128
+CONNECTIONS_PER_ADDRESS = 8
 # Checks waiting for a bcrypt thread at most; beyond, a request is refused without hashing, so a
 # flood of guesses costs the probe a bounded amount of CPU and memory.
 BCRYPT_QUEUE = 8
@@ -227,145 +233,79 @@ def build_app(
     probe_id: Callable[[], str] = lambda: "",
     auth: Callable[[], BasicAuth] = lambda: BasicAuth({}),
     problems: Callable[[], list[str]] = list,
-) -> web.Application:
+) -> App:
     """The exporter's routes; `reload()` returns None on success or the error message.
 
     Without `reload` (the lifecycle API not enabled) POST /-/reload is refused with 403; any
     other method on it is 405.
 
-    `auth` is asked per request, so a reload that changes the users takes effect at once.
+    `auth` is asked per request, before the route is looked up (so an unknown path tells a
+    stranger nothing), and a reload that changes the users takes effect at once.
     """
 
-    @web.middleware
-    async def basic_auth(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not await auth().allows(request.headers.get("Authorization")):
-            return web.Response(
-                status=401,
-                text="Unauthorized\n",
-                headers={"WWW-Authenticate": 'Basic realm="netprobe"'},
-            )
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    async def landing(request: web.Request) -> web.Response:
+    async def landing(request: Request) -> Response:
         page = _LANDING.format(version=__version__, probe=html.escape(probe_id()))
-        return web.Response(text=page, content_type="text/html")
+        return Response(200, page, "text/html; charset=utf-8")
 
-    async def healthy(request: web.Request) -> web.Response:
+    async def metrics(request: Request) -> Response:
+        # The content negotiation and compression prometheus_client's own servers offer.
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        names = request.query.get("name[]")
+        body = encoder(registry.restricted_registry(names) if names else registry)
+        if not gzip_accepted(request.headers.get("accept-encoding", "")):
+            return Response(200, body, content_type)
+        return Response(200, gzip.compress(body), content_type, {"Content-Encoding": "gzip"})
+
+    async def healthy(request: Request) -> Response:
         found = problems()
         if found:
-            return web.Response(status=503, text="Unhealthy: " + "; ".join(found) + "\n")
-        return web.Response(text="Healthy\n")
+            return Response(503, "Unhealthy: " + "; ".join(found) + "\n")
+        return Response(200, "Healthy\n")
 
-    async def do_reload(request: web.Request) -> web.Response:
+    async def do_reload(request: Request) -> Response:
         if reload is None:
-            return web.Response(status=403, text="Lifecycle API is not enabled.\n")
+            return Response(403, "Lifecycle API is not enabled.\n")
         error = await reload()
         if error is not None:
-            return web.Response(status=500, text=f"failed to reload config: {error}\n")
-        return web.Response(text="Reloaded\n")
+            return Response(500, f"failed to reload config: {error}\n")
+        return Response(200, "Reloaded\n")
 
-    app = web.Application(middlewares=[basic_auth])
-    app.router.add_get("/", landing)
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
-    app.router.add_get("/-/healthy", healthy)
-    app.router.add_post("/-/reload", do_reload)
+    routes: dict[str, dict[str, App]] = {
+        "/": {"GET": landing},
+        "/metrics": {"GET": metrics},
+        "/-/healthy": {"GET": healthy},
+        "/-/reload": {"POST": do_reload},
+    }
+
+    async def app(request: Request) -> Response:
+        if not await auth().allows(request.headers.get("authorization")):
+            unauthorized = {"WWW-Authenticate": 'Basic realm="netprobe"'}
+            return Response(401, "Unauthorized\n", headers=unauthorized)
+        methods = routes.get(request.path)
+        if methods is None:
+            return Response(404, "Not Found\n")
+        handler = methods.get("GET" if request.method == "HEAD" else request.method)
+        if handler is None:
+            allowed = ", ".join(["HEAD", *methods] if "GET" in methods else methods)
+            return Response(405, "Method Not Allowed\n", headers={"Allow": allowed})
+        return await handler(request)
+
     return app
 
 
-class ConnectionDeadlines:
-    """Closes a connection whose request does not arrive in time.
-
-    aiohttp waits for a request's headers without a limit, so a client that sends half a
-    request (or nothing) holds a socket for ever. A new connection gets `header_seconds` for
-    its first request, and after each answer `idle_seconds` for the next one; a request being
-    answered is never cut.
-    """
-
-    def __init__(self, header_seconds: float, idle_seconds: float) -> None:
-        self.header_seconds = header_seconds
-        self.idle_seconds = idle_seconds
-        self._requests: dict[asyncio.BaseTransport, int] = {}
-        self._busy: set[asyncio.BaseTransport] = set()
-        self._timers: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
-
-    def watch(self, transport: asyncio.BaseTransport) -> None:
-        """Called when a connection is made."""
-        self._requests[transport] = 0
-        self._arm(transport, self.header_seconds)
-
-    def forget(self, transport: asyncio.BaseTransport) -> None:
-        """Called when a connection is lost: its timer would otherwise hold the closed
-        connection (socket, protocol, buffers) until it fires, so a burst of short connections
-        would keep them all alive for `header_seconds`."""
-        timer = self._timers.pop(transport, None)
-        if timer is not None:
-            timer.cancel()
-        self._requests.pop(transport, None)
-
-    def _arm(self, transport: asyncio.BaseTransport, seconds: float) -> None:
-        seen = self._requests.get(transport, 0)
-        loop = asyncio.get_running_loop()
-        self._timers[transport] = loop.call_later(seconds, self._check, transport, seen)
-
-    def _check(self, transport: asyncio.BaseTransport, seen: int) -> None:
-        if transport.is_closing():
-            self.forget(transport)
-            return
-        if transport in self._busy or self._requests.get(transport, 0) != seen:
-            self._arm(transport, self.idle_seconds)
-            return
-        self.forget(transport)
-        transport.close()
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        transport = request.transport
-        if transport is None:
-            return await handler(request)
-        self._requests[transport] = self._requests.get(transport, 0) + 1
-        self._busy.add(transport)
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        finally:
-            self._busy.discard(transport)
-
-
 async def start_exporter(
-    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
-) -> web.AppRunner:
-    """Listen on the running loop; `cleanup()` the runner to stop.
+    app: App, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> HttpServer:
+    """Listen on the running loop; `close()` the server to stop.
 
     A connection gets `HEADER_SECONDS` for its request to arrive and `IDLE_SECONDS` between
-    keep-alive requests (aiohttp alone waits for ever, and keeps an idle socket for an hour),
-    so half-sent requests and idle sockets cannot pile up on a small device.
+    keep-alive requests, so half-sent requests and idle sockets cannot pile up on a small
+    device; at most `CONNECTIONS` are open at once, `CONNECTIONS_PER_ADDRESS` from one address.
     """
-    deadlines = ConnectionDeadlines(HEADER_SECONDS, IDLE_SECONDS)
-    app.middlewares.insert(0, deadlines.middleware)
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_SECONDS
+    limits = HttpLimits(
+        header_seconds=HEADER_SECONDS,
+        idle_seconds=IDLE_SECONDS,
+        connections=CONNECTIONS,
+        connections_per_address=CONNECTIONS_PER_ADDRESS,
     )
-    await runner.setup()
-    server = runner.server
-    assert server is not None
-    made, lost = server.connection_made, server.connection_lost
-
-    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
-        made(handler, transport)
-        deadlines.watch(transport)
-
-    def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
-        # The handler still has its transport here: aiohttp tells the server first.
-        if handler.transport is not None:
-            deadlines.forget(handler.transport)
-        lost(handler, exc)
-
-    server.connection_made = connection_made  # type: ignore[method-assign]
-    server.connection_lost = connection_lost  # type: ignore[method-assign]
-    try:
-        await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise cannot_listen(host, port, exc) from None
-    return runner
+    return await HttpServer.start(app, host, port, limits, tls)

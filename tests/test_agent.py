@@ -73,6 +73,30 @@ def test_the_agent_does_not_import_scapy() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_the_idle_agent_maps_neither_aiohttp_nor_the_command_lines_pydantic(
+    tmp_path: Path, loopback_server: str
+) -> None:
+    """After start, a native test and a scrape, the process `netprobe agent` started as has
+    mapped no extension of aiohttp (only push, drives, ndt7 and the embedded server need it) nor
+    pydantic's (typer's parser; the agent replaces itself with a process without it)."""
+    import aiohttp.http_parser
+    import pydantic_core
+
+    extensions = [Path(m.__file__ or "").parent for m in (aiohttp.http_parser, pydantic_core)]
+    own = Path("/proc/self/maps").read_text()
+    # This test process imported both: a mapped extension is seen where it is loaded.
+    assert all(f"{folder}/" in own for folder in extensions), extensions
+    config = write_config(tmp_path, servers=[{"url": loopback_server}])
+    agent = AgentProcess(config)
+    try:
+        wait_for("the first test", lambda: stored(tmp_path / "results.db"), timeout_seconds=120)
+        assert agent.get("/metrics")[0] == 200
+        maps = Path(f"/proc/{agent.process.pid}/maps").read_text()
+    finally:
+        assert agent.stop() == 0
+    assert [str(folder) for folder in extensions if f"{folder}/" in maps] == []
+
+
 def test_a_test_that_does_not_fit_the_data_budget_is_skipped_and_counted(tmp_path: Path) -> None:
     config = write_config(
         tmp_path,

@@ -8,6 +8,8 @@ import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from netprobe.agent.budget import BudgetConfig, DataBudget
 from netprobe.agent.gates import (
     Gates,
@@ -167,3 +169,21 @@ def test_budget_month_starts_on_the_reset_day_and_is_never_overshot() -> None:
     assert budget.allows(used_bytes=4_000_000_000, test_bytes=6_000_000_000)
     assert not budget.allows(used_bytes=4_000_000_001, test_bytes=6_000_000_000)
     assert DataBudget(BudgetConfig()).allows(used_bytes=10**15, test_bytes=10**12)
+
+
+def test_heap_trim_runs_on_glibc_and_is_skipped_where_the_c_library_lacks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ctypes
+    import platform
+
+    from netprobe.agent import main
+
+    if platform.libc_ver()[0] == "glibc":
+        assert main.trim_heap()
+
+    class Musl:
+        """A C library without malloc_trim, as on OpenWrt."""
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Musl())
+    assert main.trim_heap() is False

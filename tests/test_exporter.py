@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import gzip
 import re
 import shutil
 import ssl
@@ -36,6 +37,7 @@ from netprobe.exporter import (
     ssl_context,
     start_exporter,
 )
+from netprobe.httpserver import App
 from netprobe.results import Conditions, DirectionResult, LineResult, Server
 
 
@@ -79,11 +81,11 @@ class DriveLikeSource:
         yield GaugeMetricFamily("netprobe_test_source_records", "Records seen.", value=self.seen)
 
 
-async def serve(app: object, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
-    runner = await start_exporter(app, "127.0.0.1", 0, tls)  # type: ignore[arg-type]
+async def serve(app: App, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    server = await start_exporter(app, "127.0.0.1", 0, tls)
     scheme = "https" if tls else "http"
-    yield f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    yield f"{scheme}://127.0.0.1:{server.port}"
+    await server.close()
 
 
 @pytest.fixture
@@ -183,6 +185,40 @@ async def test_landing_health_and_reload_routes(exporter: tuple[str, list[Metric
     code, text = await fetch(url + "/-/reload", method="POST")
     assert code == 500 and "contract: required key is missing" in text
     assert (await fetch(url + "/-/reload"))[0] == 405
+
+
+async def test_metrics_negotiate_openmetrics_and_gzip(
+    exporter: tuple[str, list[MetricSource]],
+) -> None:
+    url, _ = exporter
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        headers = {
+            "Accept": "application/openmetrics-text; version=1.0.0",
+            "Accept-Encoding": "gzip",
+        }
+        async with session.get(url + "/metrics", headers=headers) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+            text = gzip.decompress(await response.read()).decode()
+        assert text.endswith("# EOF\n") and "netprobe_line_rate_bytes_per_second" in text
+        plain = {"Accept-Encoding": "identity"}
+        async with session.get(url + "/metrics", headers=plain) as response:
+            assert "Content-Encoding" not in response.headers
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert "netprobe_data_used_bytes" in samples(await response.text())
+
+
+async def test_unknown_paths_404_wrong_methods_405_and_head_has_no_body(
+    exporter: tuple[str, list[MetricSource]],
+) -> None:
+    url, _ = exporter
+    assert (await fetch(url + "/nowhere"))[0] == 404
+    async with aiohttp.ClientSession() as session:
+        async with session.delete(url + "/metrics") as response:
+            assert response.status == 405 and response.headers["Allow"] == "HEAD, GET"
+        async with session.head(url + "/metrics") as response:
+            assert response.status == 200 and int(response.headers["Content-Length"]) > 1000
+            assert await response.read() == b""
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -324,7 +360,7 @@ async def test_half_sent_requests_are_closed_and_whole_ones_answered(
         async with asyncio.timeout(30):
             assert await reader.read() == b""  # closed by the probe, not answered
             assert await silent_reader.read() == b""
-        # Well within aiohttp's own hour; generous for a loaded machine.
+        # Generous for a loaded machine; without the deadline they would be held for ever.
         assert loop.time() - start < 20
         writer.close()
         silent_writer.close()
@@ -334,8 +370,9 @@ async def test_half_sent_requests_are_closed_and_whole_ones_answered(
 
 def test_agent_memory_does_not_grow_with_scrapes(tmp_path: Path) -> None:
     """Each scrape on its own connection, back to back (the worst case for a Pi scraped every
-    15 s for months). A connection's deadline timer once held the closed connection for
-    `HEADER_SECONDS`, so RSS grew 1.5 MiB per 1000 such scrapes; now it is freed at once."""
+    15 s for months): whatever a connection holds must be freed when it closes. (On aiohttp, a
+    connection's deadline timer once held the closed connection for `HEADER_SECONDS`, and RSS
+    grew 1.5 MiB per 1000 such scrapes.)"""
     config = write_config(
         tmp_path,
         servers=[{"url": "http://127.0.0.1:9"}],

@@ -32,6 +32,7 @@ LAYERS: list[list[str]] = [
         "netprobe.configschema",
         "netprobe.peak",
         "netprobe.clock",
+        "netprobe.httpserver",
     ],
     ["netprobe.units", "netprobe.i18n"],
     ["netprobe.errors"],

@@ -1,22 +1,29 @@
 """The agent's HTTP face: the metrics exporter (with its TLS and users) and the embedded server.
 
 face = HttpFace(registry)
-runner = await face.start_exporter(sources, life, listen="0.0.0.0:9469")
-server = await face.start_embedded_server(config.embedded_server)   # a ServerConfig
+exporter = await face.start_exporter(sources, life, listen="0.0.0.0:9469")
+runner, server = await face.start_embedded_server(config.embedded_server)   # a ServerConfig
+
+The exporter runs on netprobe's own small HTTP server; aiohttp is imported only for the
+embedded server, so an agent without one does not carry it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from netprobe.agent.lifecycle import Lifecycle
 from netprobe.config import EmbeddedServerConfig, ServerConfig, parse_listen
 from netprobe.exporter import MetricSource, SourcesCollector, build_app, ssl_context, start_exporter
+from netprobe.httpserver import HttpServer
 from netprobe.i18n import _
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("netprobe.agent")
 
@@ -29,7 +36,7 @@ class HttpFace:
 
     async def start_exporter(
         self, sources: Callable[[], Iterable[MetricSource]], life: Lifecycle, listen: str
-    ) -> web.AppRunner:
+    ) -> HttpServer:
         self.registry.register(SourcesCollector(sources))
         ProcessCollector(registry=self.registry)
         app = build_app(
@@ -41,10 +48,10 @@ class HttpFace:
         )
         tls = ssl_context(life.tls) if life.tls else None
         host, port = parse_listen(listen)
-        runner = await start_exporter(app, host, port, tls)
+        server = await start_exporter(app, host, port, tls)
         scheme = "https" if tls else "http"
-        log.info(_("metrics on %s://%s:%d/metrics"), scheme, host, runner.addresses[0][1])
-        return runner
+        log.info(_("metrics on %s://%s:%d/metrics"), scheme, host, server.port)
+        return server
 
     async def start_embedded_server(
         self, embedded: EmbeddedServerConfig
