@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from netprobe.errors import TransportError
-from netprobe.measure.latency import LatencyResult, ping, sample_while, traceroute
+from netprobe.events import Event, Recorder
+from netprobe.measure.latency import LatencyResult, LoadedLatency, ping, traceroute
 from netprobe.results import DirectionResult, LineResult, Server
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root (CI runs as root)")
@@ -37,12 +38,37 @@ async def test_sampler_keeps_answers_and_skips_failures() -> None:
             raise answer
         return answer
 
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_while(probe, stop, interval_seconds=0.01))
+    loaded = LoadedLatency(probe, interval_seconds=0.01)
+    sampler = asyncio.create_task(loaded.run())
     await asyncio.sleep(0.1)
-    stop.set()
+    loaded.stop()
     rtts = await sampler
     assert rtts[:2] == [0.01, 0.03] and 0.02 in rtts
+
+
+async def test_loaded_pings_ride_on_the_engines_samples() -> None:
+    """Once the engine's samples come, a ping goes out on a sample (the loop is awake then), not
+    on a timer of its own, never sooner than the interval; the events reach the test's sink."""
+    recorder = Recorder()
+    samples_at_ping: list[int] = []
+
+    async def probe() -> float:
+        samples_at_ping.append(len(recorder.events))
+        return 0.001
+
+    loaded = LoadedLatency(probe, recorder, interval_seconds=0.2)
+    loaded.emit(Event(kind="sample", direction="upload"))  # the engine has started
+    sampler = asyncio.create_task(loaded.run())
+    for _ in range(5):
+        await asyncio.sleep(0.21)
+        loaded.emit(Event(kind="sample", direction="upload"))  # due: a ping goes out on it
+        for _ in range(5):
+            await asyncio.sleep(0)  # the woken pinger runs
+        loaded.emit(Event(kind="sample", direction="upload"))  # too soon after: no ping
+    loaded.stop()
+    await sampler
+    assert len(recorder.events) == 11
+    assert samples_at_ping == [1, 2, 4, 6, 8, 10]
 
 
 async def test_connect_ping_counts_answers_and_refusals(loopback_server: str) -> None:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,10 @@ from urllib.parse import urlsplit
 
 from netprobe.errors import ProtocolError, TransportError
 
-_RECV_BUFFER_BYTES = 1 << 20
+# A download reads into a large buffer: fewer reads. Other connections (control, latency,
+# upload replies) read small answers: zeroing a megabyte for each cost 0.6 ms a connection.
+_RECV_BUFFER_BYTES = 64 * 1024
+_DOWNLOAD_BUFFER_BYTES = 1 << 20
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets, unsent data dropped
 _MAX_HEADER_BYTES = 64 * 1024
 # A download stream wakes the event loop only once this much has arrived (SO_RCVLOWAT): a
@@ -174,6 +179,11 @@ class _ClientProtocol(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.view
 
+    def grow_buffer(self, n_bytes: int) -> None:
+        if len(self.buffer) < n_bytes:
+            self.buffer = bytearray(n_bytes)
+            self.view = memoryview(self.buffer)
+
     def buffer_updated(self, nbytes: int) -> None:
         response = self.response
         if response is None or response.done.cancelled():
@@ -256,7 +266,7 @@ class Connection:
         self._protocol = protocol
         assert protocol.transport is not None
         self._transport = protocol.transport
-        self.sent_overhead_bytes = 0  # request heads and chunk framing sent so far
+        self.sent_overhead_bytes = 0  # request heads sent so far
 
     @classmethod
     async def open(cls, url: str, *, timeout_seconds: float) -> Connection:
@@ -322,35 +332,58 @@ class Connection:
     ) -> tuple[int, dict[str, str], bytes]:
         """GET whose 200 body is only counted, through `on_body(nbytes)`, never kept."""
         response = self._expect(False, on_body)
+        self._protocol.grow_buffer(_DOWNLOAD_BUFFER_BYTES)
         self._protocol.set_lowat(_DOWNLOAD_LOWAT_BYTES)
         self._transport.write(self._head("GET", path, ""))
         await response.done
         return response.status, response.headers, bytes(response.body)
 
     async def upload(
-        self,
-        path: str,
-        payload: memoryview,
-        keep_sending: Callable[[], bool],
-        on_sent: Callable[[int], None],
+        self, path: str, payload: Payload, n_bytes: int, on_sent: Callable[[int], None]
     ) -> tuple[int, dict[str, str], bytes]:
-        """POST a chunked body of `payload` repeated while `keep_sending()`; return the reply."""
+        """POST a body of `n_bytes` of `payload` repeated; return the reply.
+
+        On a plain TCP connection the kernel sends the body from the payload's file, in a
+        thread that sleeps in sendfile(2) until a whole file's worth has gone: a handful of
+        wake-ups a second at any rate, where writes through asyncio's transport woke the event
+        loop for every chunk the socket buffer took (most of an upload's CPU on a slow link).
+        Cancelled (the test stopped), it stops at once: the socket is shut down under it.
+        """
         response = self._expect(True, None)
-        chunk_head = f"{len(payload):x}\r\n".encode()
-        head = self._head("POST", path, "Transfer-Encoding: chunked\r\n")
+        head = self._head("POST", path, f"Content-Length: {n_bytes}\r\n")
         self.sent_overhead_bytes += len(head)
         self._transport.write(head)
-        while keep_sending() and not response.done.done():
-            await self._protocol.drain()
-            self._transport.write(chunk_head)
-            self._transport.write(payload)
-            self._transport.write(b"\r\n")
-            self.sent_overhead_bytes += len(chunk_head) + 2
-            on_sent(len(payload))
-        if not response.done.done():
-            self._transport.write(b"0\r\n\r\n")
+        sock = self._transport.get_extra_info("socket")
+        if payload.fd is None or sock is None or self.endpoint.scheme != "http":
+            await self._write_body(payload.view, n_bytes, response, on_sent)
+        else:
+            sending = _in_thread(_send_file, sock.dup(), payload, n_bytes, on_sent)
+            try:
+                await asyncio.wait({sending, response.done}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not sending.done():  # stopped, or the server answered before the body ended
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+            if sending.done():
+                os.set_blocking(sock.fileno(), False)  # the socket goes back to asyncio alone
         await response.done
         return response.status, response.headers, bytes(response.body)
+
+    async def _write_body(
+        self,
+        payload: memoryview,
+        n_bytes: int,
+        response: _Response,
+        on_sent: Callable[[int], None],
+    ) -> None:
+        """The body through asyncio's transport (TLS, or no payload file on this system)."""
+        left = n_bytes
+        while left > 0 and not response.done.done():
+            await self._protocol.drain()
+            chunk = payload[: min(left, len(payload))]
+            self._transport.write(chunk)
+            left -= len(chunk)
+            on_sent(len(chunk))
 
     def tcp_info(self) -> TcpInfo | None:
         """The kernel's view of this connection (TCP_INFO), if it gives one."""
@@ -461,3 +494,66 @@ async def exchange(
         ) from None
     finally:
         conn.abort()
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Incompressible upload payload: `view` in memory and, where the system allows (Linux's
+    memfd), the same bytes repeated in a file of `file_bytes` the kernel sends from (`fd`)."""
+
+    view: memoryview
+    fd: int | None
+    file_bytes: int
+
+
+def _send_file(
+    sock: socket.socket, payload: Payload, n_bytes: int, on_sent: Callable[[int], None]
+) -> None:
+    """Send `n_bytes` of the payload's file, blocking (runs in a thread of its own).
+
+    `sock` is a duplicate of the connection's descriptor, closed here: asyncio may close its
+    own at any time without this thread ever writing to a reused descriptor number. A socket
+    shut down or reset under it ends the body quietly; the response says what happened.
+    """
+    assert payload.fd is not None
+    with sock:
+        sock.settimeout(None)  # blocking: the kernel waits for buffer space, not Python
+        sent = 0
+        with contextlib.suppress(OSError):
+            while sent < n_bytes:
+                offset = sent % payload.file_bytes
+                count = min(payload.file_bytes - offset, n_bytes - sent)
+                n = os.sendfile(sock.fileno(), payload.fd, offset, count)
+                if n <= 0:
+                    break
+                sent += n
+                on_sent(n)
+
+
+def _in_thread(function: Callable[..., None], *args: object) -> asyncio.Future[None]:
+    """Run `function(*args)` in a new thread; the future completes when it returns.
+
+    Not the loop's default executor: that one has a few workers, and every stream needs one.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def done(error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            function(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(done, error)
+
+    threading.Thread(target=run, name="netprobe-upload", daemon=True).start()
+    return future

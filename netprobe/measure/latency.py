@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import errno
 import itertools
+import math
 import socket
 import statistics
 import time
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from netprobe.errors import MeasurementError, RawSocketDenied, TransportError
+from netprobe.events import Event, NullSink, Sink
 
 PingMethod = Literal["icmp", "tcp_syn", "tcp_connect"]
 NO_RAW_SOCKETS = "no CAP_NET_RAW for {wanted}: measured TCP connect time to port {port} instead"
@@ -260,27 +262,68 @@ def traceroute(host: str, max_hops: int = 8, timeout_seconds: float = 1.0) -> li
     return hops
 
 
-async def sample_while(
-    probe: Callable[[], Awaitable[float]],
-    stop: asyncio.Event,
-    interval_seconds: float = 0.25,
-    timeout_seconds: float = 5.0,
-) -> list[float]:
-    """Round trips from `probe()` every interval until `stop` is set: the loaded latency.
+class LoadedLatency:
+    """Round trips from `probe()` while a throughput test loads the line: the loaded latency.
 
-    A probe that fails or takes longer than the timeout is skipped, not counted as a figure.
+    It is also the test's sink (events pass on to `sink`): once `interval_seconds` have passed
+    since the last ping started, the next goes out on the engine's next "sample", a wake-up the
+    event loop has anyway; a ping of its own timer cost a second one. A backend that emits no
+    samples is paced by the timer alone. A probe that fails or takes longer than the timeout is
+    skipped, not counted as a figure.
+
+        loaded = LoadedLatency(backend.ping, sink)
+        pinging = asyncio.create_task(loaded.run())
+        await backend.measure(direction, options, loaded)
+        loaded.stop()
+        rtts = await pinging
     """
-    rtts: list[float] = []
-    while not stop.is_set():
-        # A ping that fails under load is skipped: it must not break the measurement.
-        with contextlib.suppress(TimeoutError, OSError, MeasurementError):
-            async with asyncio.timeout(timeout_seconds):
-                rtts.append(await probe())
-        try:
-            await asyncio.wait_for(stop.wait(), interval_seconds)
-        except TimeoutError:
-            continue
-    return rtts
+
+    def __init__(
+        self,
+        probe: Callable[[], Awaitable[float]],
+        sink: Sink | None = None,
+        interval_seconds: float = 0.25,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        self.probe = probe
+        self.sink = sink or NullSink()
+        self.interval_seconds = interval_seconds
+        self.timeout_seconds = timeout_seconds
+        self.rtts_seconds: list[float] = []
+        loop = asyncio.get_running_loop()
+        self._stopped: asyncio.Future[None] = loop.create_future()
+        self._due: asyncio.Future[None] = loop.create_future()
+        self._paced_by_samples = False
+        self._last_ping = -math.inf
+
+    def emit(self, event: Event) -> None:
+        self.sink.emit(event)
+        if event.kind == "sample":
+            self._paced_by_samples = True
+            due = time.monotonic() - self._last_ping >= self.interval_seconds
+            if due and not self._due.done():
+                self._due.set_result(None)
+
+    def stop(self) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+
+    async def run(self) -> list[float]:
+        """Ping until `stop()`; the round trips in seconds."""
+        loop = asyncio.get_running_loop()
+        while not self._stopped.done():
+            self._last_ping = time.monotonic()
+            # A ping that fails under load is skipped: it must not break the measurement.
+            with contextlib.suppress(TimeoutError, OSError, MeasurementError):
+                async with asyncio.timeout(self.timeout_seconds):
+                    self.rtts_seconds.append(await self.probe())
+            self._due = loop.create_future()
+            # Samples pace it once they come; the timer, longer then, only covers a gap.
+            timer = self.interval_seconds * (2 if self._paced_by_samples else 1)
+            await asyncio.wait(
+                (self._stopped, self._due), timeout=timer, return_when=asyncio.FIRST_COMPLETED
+            )
+        return self.rtts_seconds
 
 
 async def latency_report(

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 from netprobe.errors import ConfigError, MeasurementError
 from netprobe.events import Sink, result_event
 from netprobe.measure.engine import EngineOptions
-from netprobe.measure.latency import sample_while
+from netprobe.measure.latency import LoadedLatency
 from netprobe.results import Direction, DirectionResult, LineResult, Server
 
 
@@ -127,13 +127,13 @@ async def _measure_loaded(
     backend: Backend, direction: Direction, options: EngineOptions, sink: Sink | None
 ) -> DirectionResult:
     """Measure one direction while pinging the server: the result carries the loaded latency."""
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_while(backend.ping, stop))
+    loaded_latency = LoadedLatency(backend.ping, sink)
+    pinging = asyncio.create_task(loaded_latency.run())
     try:
-        measured = await backend.measure(direction, options, sink)
+        measured = await backend.measure(direction, options, loaded_latency)
     finally:
-        stop.set()
-        loaded = await sampler
+        loaded_latency.stop()
+        loaded = await pinging
     if measured.ok and loaded:
         measured.loaded_latency_seconds = statistics.median(loaded)
     return measured
