@@ -30,7 +30,7 @@ ATTACKERS = str(Path(__file__).with_name("attackers.py"))
 PORT = 8080
 METRICS_PORT = 9102
 DESCRIPTOR_LIMIT = 128
-RSS_BOUND_BYTES = 160 << 20
+RSS_BOUND_BYTES = 112 << 20
 LOG_GROWTH_BOUND_BYTES = 4096
 # Short enough that each of its requests ends well inside the server's 10 s cap.
 HONEST = EngineOptions(streams=4, duration_seconds=3, warmup_max_seconds=2)

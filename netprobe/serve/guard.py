@@ -44,7 +44,16 @@ def descriptor_limit() -> int:
 
 
 class Connection(asyncio.Protocol):
-    """Stands in front of aiohttp's protocol for one admitted connection: its header clock."""
+    """Stands in front of aiohttp's protocol for one admitted connection: its header clock,
+    and the end of a lingering close once the client is gone.
+
+    After a response whose request body was not read (a refusal), aiohttp drains the body for
+    up to its lingering time so that the client can read the answer before the close. It goes
+    on draining after the client has closed, holding the request and its refusal for the whole
+    time: a client that sends a body, takes its 503 and reconnects at once made the server hold
+    thousands of them (95 MiB under the "trickle" attack). The unread body is ended here as the
+    client's side ends.
+    """
 
     def __init__(self, handler: asyncio.Protocol, state: ServerState, client: str) -> None:
         self.handler = handler
@@ -53,6 +62,8 @@ class Connection(asyncio.Protocol):
         self.open = False
         self.transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        # The body of the request answered last, which aiohttp may still be draining.
+        self.answered_body: web.StreamReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -81,7 +92,13 @@ class Connection(asyncio.Protocol):
         self.handler.data_received(data)
 
     def eof_received(self) -> bool | None:
+        self.end_answered_body()
         return self.handler.eof_received()
+
+    def end_answered_body(self) -> None:
+        if self.answered_body is not None:
+            self.answered_body.feed_eof()
+            self.answered_body = None
 
     def pause_writing(self) -> None:
         self.handler.pause_writing()
@@ -93,6 +110,7 @@ class Connection(asyncio.Protocol):
         self.disarm()
         self.open = False
         self.state.connections.give_back(self.client)
+        self.end_answered_body()
         self.handler.connection_lost(exc)
 
 
@@ -105,10 +123,12 @@ async def request_clock(
     connection = protocol if isinstance(protocol, Connection) else None
     if connection is not None:
         connection.disarm()
+        connection.answered_body = None
     try:
         return await handler(request)
     finally:
         if connection is not None and connection.open:
+            connection.answered_body = request.content
             connection.arm()
 
 
