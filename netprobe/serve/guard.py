@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from netprobe.serve.state import RETRY_AFTER_SECONDS, ServerState, Transfer
@@ -63,7 +63,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         # The body of the request answered last, which aiohttp may still be draining.
-        self.answered_body: web.StreamReader | None = None
+        self.answered_body: StreamReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
