@@ -5,7 +5,9 @@
                                              [--output benchmarks/out/accuracy.md]
 
 For every profile (down/up Mbit/s) a lab is built (tests/lab.py: htb on a veth pair between the
-root namespace and a server namespace running `netprobe serve` and `iperf3 -s`). Each tool runs
+root namespace and a server namespace running `netprobe serve` and `iperf3 -s`). htb passes the
+senders' GSO bursts whole, so bytes arrive in lumps of up to 64 kB; a profile ending in
+":frames" (`10/2:frames`) splits them, so frames arrive one by one as from a modem. Each tool runs
 as a whole process, one direction at a time, as a user would run it:
 
 - iperf3 `-P 4 -t 6 -O 2 -J` (receiver figure, 2 s omitted);
@@ -20,7 +22,8 @@ Ethernet frames; long runs of either tool read within 0.3 % of it), the bytes on
 flight) and their share of speedtest-cli's, the wall-clock seconds, the client's CPU seconds
 (user + system) per GB on the wire for the whole process (interpreter start-up included) and
 while the test itself ran (iperf3's own cpu_utilization over its 8 s; netprobe's
-`cpu_seconds` from its result; speedtest-cli has no such figure).
+`cpu_seconds` from its result; speedtest-cli has no such figure), and that in-test CPU for the
+whole test: what a probe pays per measurement, however few bytes it moves.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ class Run:
     @property
     def cpu_per_gb(self) -> float:
         return self.cpu_seconds / (self.wire_bytes / 1e9) if self.wire_bytes else float("nan")
+
+    @property
+    def in_test_cpu_ms(self) -> float:
+        return float("nan") if self.in_test_cpu_seconds is None else self.in_test_cpu_seconds * 1e3
 
     @property
     def in_test_cpu_per_gb(self) -> float:
@@ -142,12 +149,15 @@ def main() -> None:
     rows = [
         "| link (Mbit/s) | direction | tool | Mbit/s | error vs iperf3 | vs ceiling "
         "| MB on the wire | share of speedtest-cli's bytes | seconds | CPU s/GB process "
-        "| CPU s/GB in test |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU s/GB in test | CPU ms in test |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for profile in args.profiles.split(","):
-        down, up = profile.split("/")
-        with Lab(f"{down}Mbit", f"{up}Mbit") as lab:
+        rates, _, kind = profile.partition(":")
+        if kind not in ("", "frames"):
+            sys.exit(f"unknown link kind {kind!r} in --profiles {profile}: only ':frames'")
+        down, up = rates.split("/")
+        with Lab(f"{down}Mbit", f"{up}Mbit", frames=kind == "frames") as lab:
             url = lab.start_netprobe_server()
             lab.start_iperf3_server()
             for direction in ("download", "upload"):
@@ -160,7 +170,8 @@ def main() -> None:
                         f"| {run.mbit / iperf3.mbit - 1:+.2%} | {run.mbit / ceiling_mbit - 1:+.2%} "
                         f"| {run.wire_bytes / 1e6:.1f} "
                         f"| {run.wire_bytes / speedtest.wire_bytes:.0%} | {run.seconds:.1f} "
-                        f"| {run.cpu_per_gb:.2f} | {run.in_test_cpu_per_gb:.2f} |"
+                        f"| {run.cpu_per_gb:.2f} | {run.in_test_cpu_per_gb:.2f} "
+                        f"| {run.in_test_cpu_ms:.0f} |"
                     )
                     print(row, flush=True)
                     rows.append(row)

@@ -18,13 +18,14 @@ from lab import Lab, free_port, lab_unavailable
 @pytest.fixture
 def make_lab() -> Iterator[type[Lab]]:
     """Build labs with `make_lab(down=..., up=...)`, with distance through `rtt_ms=`, `loss=`,
-    `jitter_ms=` (see tests/lab.py); skipped with a reason when not root."""
+    `jitter_ms=`, frames one by one through `frames=True` (see tests/lab.py); skipped with a
+    reason when not root."""
     why = lab_unavailable()
     if why:
         pytest.skip(why)
     labs: list[Lab] = []
 
-    def build(down: str = "100Mbit", up: str | None = None, **distance: float) -> Lab:
+    def build(down: str = "100Mbit", up: str | None = None, **distance: float | bool) -> Lab:
         lab = Lab(down, up, **distance).__enter__()  # type: ignore[arg-type]
         labs.append(lab)
         return lab

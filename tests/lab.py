@@ -166,12 +166,16 @@ class Lab:
         jitter_ms: float = 0.0,
         reorder: bool = False,
         queue_packets: int | None = None,
+        frames: bool = False,
     ) -> None:
         """`rtt_ms` is added to the round trip (half each way); `loss` is the chance that a
         packet is lost, in each direction; `jitter_ms` spreads each packet's one-way delay by up
         to that much either side, keeping order unless `reorder`. Any of them puts the delay
         line on the link. `queue_packets` sets the depth of the htb bottleneck queue (by default
-        the device's queue length: 1000 packets on veth, 500 on TUN)."""
+        the device's queue length: 1000 packets on veth, 500 on TUN). By default htb passes a
+        sender's GSO bursts (up to 64 kB) whole, so bytes arrive in lumps, as behind a Linux
+        router that shapes without splitting them; `frames` makes both devices send one frame
+        per packet, so they arrive one by one, as a modem serializes them onto the line."""
         tag = f"{os.getpid() % 100000}{random.randint(0, 99)}"
         self.netns = f"nplab{tag}"
         self.client_if = f"npc{tag}"
@@ -183,6 +187,7 @@ class Lab:
         self.jitter_ms = jitter_ms
         self.reorder = reorder
         self.queue_packets = queue_packets
+        self.frames = frames
         self.processes: list[subprocess.Popen[bytes]] = []
         self.iperf3_servers: dict[int, subprocess.Popen[bytes]] = {}
         self.delayline: subprocess.Popen[str] | None = None
@@ -224,6 +229,9 @@ class Lab:
         run("ip", "addr", "add", f"{self.server_ip}/30", "dev", self.server_if, netns=self.netns)
         run("ip", "link", "set", self.server_if, "up", netns=self.netns)
         run("ip", "link", "set", "lo", "up", netns=self.netns)
+        if self.frames:
+            for interface, netns in ((self.server_if, self.netns), (self.client_if, None)):
+                run("ip", "link", "set", "dev", interface, "gso_max_segs", "1", netns=netns)
         self._shape(self.server_if, self.down, self.netns, "add")
         self._shape(self.client_if, self.up, None, "add")
         if self.queue_packets:

@@ -203,3 +203,25 @@ async def test_a_slow_lumpy_window_runs_on_until_it_holds_enough(
     assert result.window_seconds == pytest.approx(window_seconds, abs=0.25)
     limit = "of a slow line" if window_seconds == 3.0 else "the 1.5 s limit"
     assert limit in result.method.window_rule, result.method.window_rule
+
+
+@pytest.mark.parametrize(
+    ("lumpy", "ended_by"), [(False, "agreement of three 0.27 s rates"), (True, "the 3 s limit")]
+)
+async def test_only_a_lumpy_slow_line_needs_long_spans(lumpy, ended_by):
+    # 240 kB/s (a 2 Mbit/s line) over two streams. Arriving smoothly (a modem serializing
+    # frames), rates over the time 64 kB take agree at once, and the whole test costs less than
+    # one lumpy span; in 32 kB lumps every 0.27 s (a shaper passing GSO bursts whole), spans
+    # hold 512 kB (capped at 2 s), and lumps falling 7 or 8 to a span never let them agree.
+    transfer = ClockedTransfer(lambda t: 0.0)
+    if lumpy:
+        transfer.bytes_until = lambda t: 32_400 * math.floor(t / 0.27)
+    else:
+        transfer.bytes_until = lambda t: int(120_000 * t)
+    options = EngineOptions(streams=2, warmup_max_seconds=3.0, slow_line_max_seconds=6.0)
+    result = await measure_direction(transfer, options)
+    assert result.ok, result.error
+    assert result.bytes_per_second == pytest.approx(240_000, rel=0.01)
+    assert f"ended by {ended_by}" in result.method.warmup_rule, result.method.warmup_rule
+    if not lumpy:
+        assert result.warmup_bytes + result.bytes < 512_000

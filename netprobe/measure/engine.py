@@ -35,6 +35,8 @@ _FINISH_TIMEOUT_SECONDS = 10.0
 # the link is full: more streams would only lengthen the queue, so none are added.
 _QUEUE_MIN_SECONDS = 0.001
 _QUEUE_SHARE_OF_MIN_RTT = 0.25
+# Ticks whose rates say whether bytes arrive smoothly or in lumps (`_Run.smooth`).
+_SMOOTH_TICKS = 10
 
 
 class ByteCounter:
@@ -100,11 +102,14 @@ class EngineOptions:
     is known within `adaptive_tolerance` (`_window_uncertainty`), at least `adaptive_min_seconds`
     and two spans after it started, at most `adaptive_max_seconds`; a window still short of
     `slow_line_window_bytes` then may run on to `slow_line_max_seconds`: on a slow line a few
-    lumps of bytes are a large share of a 6 s window. A span is
-    `rate_span_seconds` or, on slow lines, the time `span_min_bytes` take: below a few hundred
-    kB, ACKs and segments arriving in lumps look like rate changes that are not there. A fast line that would spend the budget before it looks steady
-    (CPU noise, not TCP's ramp, on multi-Gbit paths) ends its warm-up by time once
-    `warmup_budget_share` of the budget is gone, leaving the rest for the window.
+    lumps of bytes are a large share of a 6 s window. A span is `rate_span_seconds` or, on
+    slow lines, the time `span_min_bytes` take: below a few hundred kB, ACKs and segments
+    arriving in lumps look like rate changes that are not there. A line whose bytes arrive
+    smoothly (the last ticks' rates within `lump_tolerance` of their mean, as when a modem
+    serializes frames) needs only `smooth_span_min_bytes`. A fast line that would spend the
+    budget before it looks steady (CPU noise, not TCP's ramp, on multi-Gbit paths) ends its
+    warm-up by time once `warmup_budget_share` of the budget is gone, leaving the rest for the
+    window.
     """
 
     streams: int | None = None
@@ -116,6 +121,8 @@ class EngineOptions:
     sample_interval_seconds: float = 0.1
     rate_span_seconds: float = 0.25
     span_min_bytes: int = 512_000
+    smooth_span_min_bytes: int = 64_000
+    lump_tolerance: float = 0.25
     span_max_seconds: float = 2.0
     warmup_min_seconds: float = 0.5
     warmup_max_seconds: float = 8.0
@@ -146,7 +153,8 @@ class EngineOptions:
             streams=streams,
             warmup_rule=(
                 f"three rates over {self.rate_span_seconds:g} s and "
-                f"{format_size(self.span_min_bytes)} within {self.warmup_tolerance:.0%}, "
+                f"{format_size(self.span_min_bytes)} ({format_size(self.smooth_span_min_bytes)} "
+                f"on a smooth line) within {self.warmup_tolerance:.0%}, "
                 f"min {self.warmup_min_seconds:g} s, max {self.warmup_max_seconds:g} s "
                 f"or {self.warmup_budget_share:.0%} of the budget"
             ),
@@ -247,11 +255,28 @@ class _Run:
         return (self.total_at(end) - self.total_at(end - span)) / span
 
     def span(self, now: float) -> float:
-        """Seconds a rate is taken over: long enough to hold `span_min_bytes` at the mean rate."""
+        """Seconds a rate is taken over: long enough to hold `span_min_bytes` at the mean rate,
+        or `smooth_span_min_bytes` where bytes arrive without lumps."""
         options = self.options
         mean_rate = self.totals[-1] / now if self.totals and now > 0 else 0.0
-        needed = options.span_min_bytes / mean_rate if mean_rate > 0 else options.span_max_seconds
+        floor = options.smooth_span_min_bytes if self.smooth() else options.span_min_bytes
+        needed = floor / mean_rate if mean_rate > 0 else options.span_max_seconds
         return min(options.span_max_seconds, max(options.rate_span_seconds, needed))
+
+    def smooth(self) -> bool:
+        """The last `_SMOOTH_TICKS` ticks' rates all lie within `lump_tolerance` of their mean:
+        no tick went without bytes while another took a lump. Too few ticks count as lumpy."""
+        if len(self.ticks) <= _SMOOTH_TICKS:
+            return False
+        ticks, totals = self.ticks[-_SMOOTH_TICKS - 1 :], self.totals[-_SMOOTH_TICKS - 1 :]
+        rates = [
+            (totals[i] - totals[i - 1]) / (ticks[i] - ticks[i - 1])
+            for i in range(1, len(ticks))
+            if ticks[i] > ticks[i - 1]
+        ]
+        mean = sum(rates) / len(rates) if rates else 0.0
+        tolerance = self.options.lump_tolerance
+        return mean > 0 and all(abs(rate / mean - 1) <= tolerance for rate in rates)
 
     def stable(self, now: float, span: float) -> bool:
         """The last three rate spans agree within the warm-up tolerance."""
