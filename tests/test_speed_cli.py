@@ -196,6 +196,10 @@ async def test_a_run_says_it_is_finishing_before_it_finishes(loopback_server):
 
     recorder = Recorder()
     options = EngineOptions(duration_seconds=1.0, time_limit_seconds=20.0)
-    await measure_line(backend_for("native", loopback_server), ["upload"], options, recorder)
+    result = await measure_line(
+        backend_for("native", loopback_server), ["upload"], options, recorder
+    )
+    upload = result.upload
+    assert upload is not None and upload.ok, upload and f"{upload.reason}: {upload.error}"
     kinds = [e.kind for e in recorder.events]
     assert kinds.index("warmup_done") < kinds.index("finishing") < kinds.index("finished")
