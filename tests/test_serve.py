@@ -7,6 +7,7 @@ import errno
 import io
 import logging
 import re
+import sys
 import tempfile
 import time
 import timeit
@@ -16,7 +17,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 import speedtest
+from conftest import serving
+from lab import free_port
 
+from netprobe.measure.engine import EngineOptions
+from netprobe.measure.line import backend_for, measure_line
 from netprobe.measure.ndt7 import SUBPROTOCOL
 from netprobe.serve.app import bound_port, start_server
 from netprobe.serve.guard import Summarized
@@ -267,3 +272,20 @@ def test_access_log_writes_every_test_and_a_flood_of_refusals_once_per_interval(
     )
     assert "client=192.0.2.10 protocol=native direction=upload bytes=5 " in lines[1]
     assert lines[2].endswith("outcome=refused:connections_per_address repeats=99")
+
+
+def test_a_paced_server_reads_as_its_pace():
+    """`serve --rate` is the demo's line and an operator's reference: an upload to it reads the
+    paced rate. Its handler reads slowly, and with the receive buffer left to autotuning the
+    senders sat in zero-window probes backing off to about a second: streams stalled in turn,
+    and a paced 20 Mbit/s upload read 11.5-20.3 Mbit/s over 17 runs (19.95-20.06 since)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "netprobe", "serve", "--host", "127.0.0.1"]
+    with serving([*argv, "--port", str(port), "--rate", "100M/20M"], port) as url:
+        for _ in range(3):
+            result = asyncio.run(
+                measure_line(backend_for("native", url), ["upload"], EngineOptions())
+            )
+            upload = result.upload
+            assert upload is not None and upload.ok, upload and upload.error
+            assert upload.bytes_per_second * 8 == pytest.approx(20e6, rel=0.02)

@@ -9,6 +9,7 @@ loop as an unhandled error.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable, Mapping
 
@@ -16,6 +17,11 @@ from aiohttp import web
 
 from netprobe.serve.state import ServerState, Transfer
 
+# A paced upload is read slowly. Left to autotuning, its receive buffer grew to ~780 kB and
+# the senders sat in zero-window probes backing off to about a second (`ss -o`: persist
+# timers): streams stalled in turn and a paced 20 Mbit/s upload read 11.5-20.3 Mbit/s. With a
+# fixed buffer the window reopens as the handler reads: 19.95-20.06 Mbit/s.
+_PACED_RECEIVE_BUFFER_BYTES = 256 * 1024
 _WRITE_CHUNK_BYTES = 256 * 1024
 _PACED_CHUNK_BYTES = 64 * 1024
 # A vanished client: a reset, or aiohttp refusing to write to a closing transport.
@@ -82,6 +88,9 @@ async def receive_body(
     """
     cap = state.limits.max_bytes_per_request
     idle_seconds = state.limits.idle_body_timeout_seconds
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if state.upload_pacer is not None and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _PACED_RECEIVE_BUFFER_BYTES)
     try:
         async with asyncio.timeout(state.limits.max_request_seconds):
             while complete_at is None or transfer.n_bytes < complete_at:
