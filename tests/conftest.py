@@ -25,8 +25,8 @@ def make_lab() -> Iterator[type[Lab]]:
         pytest.skip(why)
     labs: list[Lab] = []
 
-    def build(down: str = "100Mbit", up: str | None = None, **distance: float | bool) -> Lab:
-        lab = Lab(down, up, **distance).__enter__()  # type: ignore[arg-type]
+    def build(down: str = "100Mbit", up: str | None = None, **link: float | bool) -> Lab:
+        lab = Lab(down, up, **link).__enter__()  # type: ignore[arg-type]
         labs.append(lab)
         return lab
 

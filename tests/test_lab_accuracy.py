@@ -7,10 +7,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from lab import Lab
 
 from netprobe.measure.engine import EngineOptions
 from netprobe.measure.line import measure_line
 from netprobe.measure.native import NativeBackend
+from netprobe.results import DirectionResult
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -97,15 +99,7 @@ def test_a_slow_bloated_link_reads_its_ceiling(make_lab):
     queue of seconds): with the defaults both directions read the link's payload ceiling (the
     htb rate x 1448/1514) within 1.5 %, where the end-point figure of a 6 s window strayed to
     +4 %. The ceiling is the reference: iperf3's short runs read 0.4-1 % low on this link."""
-    lab = make_lab(down="10Mbit", up="2Mbit")
-    lab.start_netprobe_server()
-    result = asyncio.run(
-        measure_line(NativeBackend(lab.netprobe_url), ["download", "upload"], EngineOptions())
-    )
-    for measured in result.directions():
-        assert measured.ok, measured.error
-        shaped = lab.down if measured.direction == "download" else lab.up
-        ceiling = float(shaped.removesuffix("Mbit")) * 1e6 / 8 * 1448 / 1514
+    for measured, ceiling in with_defaults_on_the_10_2_link(make_lab(down="10Mbit", up="2Mbit")):
         assert measured.bytes_per_second == pytest.approx(ceiling, rel=0.015), measured.direction
         assert measured.window_seconds < 12.5, measured.direction  # the slow line's limit
 
@@ -116,15 +110,24 @@ def test_a_slow_link_that_serializes_frames_is_read_with_little_data(make_lab):
     of the data the lumpy link needs (5-6 MB down, 3-3.6 MB up, measured) and of the 12.6 and
     2.7 MB speedtest-cli moves (README)."""
     lab = make_lab(down="10Mbit", up="2Mbit", frames=True)
-    lab.start_netprobe_server()
-    result = asyncio.run(
-        measure_line(NativeBackend(lab.netprobe_url), ["download", "upload"], EngineOptions())
-    )
-    for measured in result.directions():
-        assert measured.ok, measured.error
-        shaped = lab.down if measured.direction == "download" else lab.up
-        ceiling = float(shaped.removesuffix("Mbit")) * 1e6 / 8 * 1448 / 1514
+    for measured, ceiling in with_defaults_on_the_10_2_link(lab):
         assert measured.bytes_per_second == pytest.approx(ceiling, rel=0.01), measured.direction
         # at most 2.5 s of the line down and 8 s up, where the lumpy link took 4 and 12-14 s
         seconds_of_line = measured.total_bytes / ceiling
         assert seconds_of_line < (2.5 if measured.direction == "download" else 8.0), measured
+
+
+def with_defaults_on_the_10_2_link(lab: Lab) -> list[tuple[DirectionResult, float]]:
+    """Both directions measured with the defaults on `lab`, each beside the link's payload
+    ceiling in bytes/s (the htb rate x 1448/1514); a failed direction fails the test."""
+    lab.start_netprobe_server()
+    result = asyncio.run(
+        measure_line(NativeBackend(lab.netprobe_url), ["download", "upload"], EngineOptions())
+    )
+    measured_and_ceilings = []
+    for measured in result.directions():
+        assert measured.ok, measured.error
+        shaped = lab.down if measured.direction == "download" else lab.up
+        ceiling = float(shaped.removesuffix("Mbit")) * 1e6 / 8 * 1448 / 1514
+        measured_and_ceilings.append((measured, ceiling))
+    return measured_and_ceilings
